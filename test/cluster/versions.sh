@@ -1,0 +1,10 @@
+# Versions and paths shared by the test/cluster scripts (sourced, not run).
+K8S_VERSION=v1.37.2
+K8S_MAJOR=1
+K8S_MINOR=37
+CRICTL_VERSION=v1.36.0
+# the tags Kubernetes' own release build uses (hack/lib/golang.sh)
+K8S_TAGS=selinux,notest,grpcnotrace
+
+MESH_CNI_CACHE=${MESH_CNI_CACHE:-/var/cache/mesh-cni}
+K8S_BIN_DIR=${K8S_BIN_DIR:-$MESH_CNI_CACHE/k8s-$K8S_VERSION/bin}
