@@ -1,0 +1,151 @@
+package redirect
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// splitList splits a comma-separated annotation value. Spaces around items are
+// tolerated (Istio's own examples use "a, b"), empty items are not.
+func splitList(s string) ([]string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, ",")
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, fmt.Errorf("empty item in list %q", s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// ParsePorts parses "80,443"; "" means none. Duplicates are dropped, the
+// first occurrence keeps its place (rule order follows the user's order).
+func ParsePorts(s string) ([]uint16, error) {
+	items, err := splitList(s)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint16
+	seen := map[uint16]bool{}
+	for _, it := range items {
+		p, err := parsePort(it)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	// ParseUint alone would accept "+80" or "0x50"; ports are plain decimals.
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("port %q is not a decimal number", s)
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("port %q is not in 1-65535", s)
+	}
+	return uint16(n), nil
+}
+
+// ParsePortSet parses "*", "" or a port list.
+func ParsePortSet(s string) (PortSet, error) {
+	if strings.TrimSpace(s) == "*" {
+		return PortSet{All: true}, nil
+	}
+	ports, err := ParsePorts(s)
+	return PortSet{Ports: ports}, err
+}
+
+// ParsePrefixes parses "10.0.0.0/8,fd00::/8"; a bare address is a host route.
+// The prefix is masked so "10.1.2.3/8" becomes 10.0.0.0/8, as iptables would.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	items, err := splitList(s)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+	for _, it := range items {
+		p, err := parsePrefix(it)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	// An IPv4-mapped IPv6 range would land in ip6tables and never match the
+	// IPv4 traffic it names; ask for the plain IPv4 form instead.
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 range; write it as IPv4", s)
+	}
+	return p.Masked(), nil
+}
+
+// ParsePrefixSet parses "*", "" or a CIDR list.
+func ParsePrefixSet(s string) (PrefixSet, error) {
+	if strings.TrimSpace(s) == "*" {
+		return PrefixSet{All: true}, nil
+	}
+	p, err := ParsePrefixes(s)
+	return PrefixSet{Prefixes: p}, err
+}
+
+// ifaceName is what the kernel accepts as an interface name (IFNAMSIZ-1 and
+// no '/', whitespace or ':'), further limited to characters that cannot carry
+// iptables-restore or shell syntax into the rules.
+var ifaceName = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,15}$`)
+
+// ParseInterfaces parses "eth1,net1".
+func ParseInterfaces(s string) ([]string, error) {
+	items, err := splitList(s)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, it := range items {
+		if !ifaceName.MatchString(it) || it == "." || it == ".." {
+			return nil, fmt.Errorf("%q is not a valid interface name", it)
+		}
+		if !seen[it] {
+			seen[it] = true
+			out = append(out, it)
+		}
+	}
+	return out, nil
+}

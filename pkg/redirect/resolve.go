@@ -1,0 +1,148 @@
+package redirect
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The pod annotations that override the node defaults, named as Istio names
+// them so pods written for istio-init keep their meaning.
+const (
+	AnnoIncludeInboundPorts     = "traffic.sidecar.istio.io/includeInboundPorts"
+	AnnoExcludeInboundPorts     = "traffic.sidecar.istio.io/excludeInboundPorts"
+	AnnoIncludeOutboundIPRanges = "traffic.sidecar.istio.io/includeOutboundIPRanges"
+	AnnoExcludeOutboundIPRanges = "traffic.sidecar.istio.io/excludeOutboundIPRanges"
+	AnnoIncludeOutboundPorts    = "traffic.sidecar.istio.io/includeOutboundPorts"
+	AnnoExcludeOutboundPorts    = "traffic.sidecar.istio.io/excludeOutboundPorts"
+	AnnoExcludeInterfaces       = "traffic.sidecar.istio.io/excludeInterfaces"
+	AnnoInterceptionMode        = "sidecar.istio.io/interceptionMode"
+)
+
+// Lists is the textual form of the list settings, as node config and pod
+// annotations both write them ("*", "" or comma-separated).
+type Lists struct {
+	IncludeInboundPorts     string `json:"includeInboundPorts"`
+	ExcludeInboundPorts     string `json:"excludeInboundPorts"`
+	IncludeOutboundIPRanges string `json:"includeOutboundIPRanges"`
+	ExcludeOutboundIPRanges string `json:"excludeOutboundIPRanges"`
+	IncludeOutboundPorts    string `json:"includeOutboundPorts"`
+	ExcludeOutboundPorts    string `json:"excludeOutboundPorts"`
+	ExcludeInterfaces       string `json:"excludeInterfaces"`
+}
+
+// DefaultLists are the node defaults that, with no annotation, reproduce the
+// rules istio-init writes (ssh stays reachable, everything else is captured).
+var DefaultLists = Lists{
+	IncludeInboundPorts:     "*",
+	ExcludeInboundPorts:     "22",
+	IncludeOutboundIPRanges: "*",
+}
+
+// field binds one list setting to its annotation and its parser.
+type field struct {
+	anno  string
+	text  func(*Lists) *string
+	apply func(*Settings, string) error
+}
+
+var fields = []field{
+	{AnnoIncludeInboundPorts, func(l *Lists) *string { return &l.IncludeInboundPorts }, func(s *Settings, v string) (err error) {
+		s.IncludeInboundPorts, err = ParsePortSet(v)
+		return
+	}},
+	{AnnoExcludeInboundPorts, func(l *Lists) *string { return &l.ExcludeInboundPorts }, func(s *Settings, v string) (err error) {
+		s.ExcludeInboundPorts, err = ParsePorts(v)
+		return
+	}},
+	{AnnoIncludeOutboundIPRanges, func(l *Lists) *string { return &l.IncludeOutboundIPRanges }, func(s *Settings, v string) (err error) {
+		s.IncludeOutboundIPRanges, err = ParsePrefixSet(v)
+		return
+	}},
+	{AnnoExcludeOutboundIPRanges, func(l *Lists) *string { return &l.ExcludeOutboundIPRanges }, func(s *Settings, v string) (err error) {
+		s.ExcludeOutboundIPRanges, err = ParsePrefixes(v)
+		return
+	}},
+	{AnnoIncludeOutboundPorts, func(l *Lists) *string { return &l.IncludeOutboundPorts }, func(s *Settings, v string) (err error) {
+		s.IncludeOutboundPorts, err = ParsePorts(v)
+		return
+	}},
+	{AnnoExcludeOutboundPorts, func(l *Lists) *string { return &l.ExcludeOutboundPorts }, func(s *Settings, v string) (err error) {
+		s.ExcludeOutboundPorts, err = ParsePorts(v)
+		return
+	}},
+	{AnnoExcludeInterfaces, func(l *Lists) *string { return &l.ExcludeInterfaces }, func(s *Settings, v string) (err error) {
+		s.ExcludeInterfaces, err = ParseInterfaces(v)
+		return
+	}},
+}
+
+// Proxy identifies the sidecar process whose own traffic is left alone.
+type Proxy struct {
+	UID, GID uint32
+}
+
+// Node is the node-level default, validated once when the config is loaded.
+type Node struct {
+	OutboundPort      uint16
+	InboundPort       uint16
+	InboundTunnelPort uint16
+	Proxy             Proxy
+	Lists             Lists
+}
+
+// DefaultNode is the node default with nothing configured.
+func DefaultNode() Node {
+	return Node{
+		OutboundPort:      DefaultOutboundPort,
+		InboundPort:       DefaultInboundPort,
+		InboundTunnelPort: DefaultInboundTunnelPort,
+		Proxy:             Proxy{UID: DefaultProxyUID, GID: DefaultProxyGID},
+		Lists:             DefaultLists,
+	}
+}
+
+// Validate parses the node's list defaults; the error names the config key.
+func (n Node) Validate() error {
+	_, err := n.resolve(nil, n.Proxy, "redirect.")
+	return err
+}
+
+// Resolve applies a pod's annotations on top of the node defaults. proxy is
+// the identity the sidecar runs as (its securityContext, else the default).
+// Every error names the annotation that caused it.
+func (n Node) Resolve(annotations map[string]string, proxy Proxy) (Settings, error) {
+	if mode, ok := annotations[AnnoInterceptionMode]; ok {
+		switch strings.TrimSpace(mode) {
+		case "", "REDIRECT":
+		case "TPROXY":
+			return Settings{}, fmt.Errorf("annotation %s=%q: TPROXY interception is not supported yet; use REDIRECT", AnnoInterceptionMode, mode)
+		default:
+			return Settings{}, fmt.Errorf("annotation %s=%q: unknown interception mode (want REDIRECT)", AnnoInterceptionMode, mode)
+		}
+	}
+	return n.resolve(annotations, proxy, "")
+}
+
+func (n Node) resolve(annotations map[string]string, proxy Proxy, keyPrefix string) (Settings, error) {
+	s := Settings{
+		OutboundPort:      n.OutboundPort,
+		InboundPort:       n.InboundPort,
+		InboundTunnelPort: n.InboundTunnelPort,
+		ProxyUID:          proxy.UID,
+		ProxyGID:          proxy.GID,
+	}
+	lists := n.Lists
+	for _, f := range fields {
+		value, from := *f.text(&lists), "node config "+keyPrefix+jsonName(f.anno)
+		if v, ok := annotations[f.anno]; ok {
+			value, from = v, "annotation "+f.anno
+		}
+		if err := f.apply(&s, value); err != nil {
+			return Settings{}, fmt.Errorf("%s=%q: %w", from, value, err)
+		}
+	}
+	return s, nil
+}
+
+// jsonName maps an annotation to the node config key of the same meaning.
+func jsonName(anno string) string { return anno[strings.LastIndex(anno, "/")+1:] }

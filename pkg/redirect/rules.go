@@ -1,0 +1,179 @@
+package redirect
+
+import (
+	"net/netip"
+	"strconv"
+)
+
+// Family is an address family; each gets its own table and restore batch.
+type Family int
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string {
+	if f == IPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// The chains mesh-cni owns, in the order the seed's restore input declares them.
+const (
+	ChainInbound    = "ISTIO_INBOUND"
+	ChainRedirect   = "ISTIO_REDIRECT"
+	ChainInRedirect = "ISTIO_IN_REDIRECT"
+	ChainOutput     = "ISTIO_OUTPUT"
+)
+
+// OwnChains are created, flushed and deleted by mesh-cni; nothing else
+// in the nat table is touched except the jumps into them.
+var OwnChains = []string{ChainInbound, ChainRedirect, ChainInRedirect, ChainOutput}
+
+// Rule is one "-A Chain Args..." line of the nat table.
+type Rule struct {
+	Chain string
+	Args  []string
+}
+
+// Ruleset is everything mesh-cni holds in one family's nat table.
+type Ruleset struct {
+	Family Family
+	Rules  []Rule
+}
+
+// addr is the family-specific address used by the loopback rules.
+type addr struct {
+	loopback    string // the address the proxy's own loopback traffic must keep
+	passthrough string // the source the proxy uses to hand inbound to the app
+}
+
+var addrs = map[Family]addr{
+	IPv4: {loopback: "127.0.0.1/32", passthrough: "127.0.0.6/32"},
+	IPv6: {loopback: "::1/128", passthrough: "::6/128"},
+}
+
+// Build turns settings into the rules of one family. The order is Istio's:
+// the seed document shows it and operators compare against it.
+func Build(s Settings, fam Family) Ruleset {
+	b := builder{fam: fam}
+	b.jumps(s)
+	b.inbound(s)
+	b.add(ChainRedirect, "-p", "tcp", "-j", "REDIRECT", "--to-ports", port(s.OutboundPort))
+	b.add(ChainInRedirect, "-p", "tcp", "-j", "REDIRECT", "--to-ports", port(s.InboundPort))
+	b.output(s)
+	return Ruleset{Family: fam, Rules: b.rules}
+}
+
+type builder struct {
+	fam   Family
+	rules []Rule
+}
+
+func (b *builder) add(chain string, args ...string) {
+	b.rules = append(b.rules, Rule{Chain: chain, Args: args})
+}
+
+func (b *builder) jumps(s Settings) {
+	if !s.IncludeInboundPorts.Empty() {
+		b.add("PREROUTING", "-p", "tcp", "-j", ChainInbound)
+	}
+	b.add("OUTPUT", "-p", "tcp", "-j", ChainOutput)
+}
+
+func (b *builder) inbound(s Settings) {
+	if s.IncludeInboundPorts.Empty() {
+		return
+	}
+	for _, iface := range s.ExcludeInterfaces {
+		b.add(ChainInbound, "-i", iface, "-j", "RETURN")
+	}
+	b.add(ChainInbound, "-p", "tcp", "--dport", port(s.InboundTunnelPort), "-j", "RETURN")
+	if s.IncludeInboundPorts.All {
+		for _, p := range union(s.ExcludeInboundPorts, proxyInboundPorts) {
+			b.add(ChainInbound, "-p", "tcp", "--dport", port(p), "-j", "RETURN")
+		}
+		b.add(ChainInbound, "-p", "tcp", "-j", ChainInRedirect)
+		return
+	}
+	for _, p := range s.IncludeInboundPorts.Ports {
+		if !contains(proxyInboundPorts, p) && p != s.InboundTunnelPort {
+			b.add(ChainInbound, "-p", "tcp", "--dport", port(p), "-j", ChainInRedirect)
+		}
+	}
+}
+
+func (b *builder) output(s Settings) {
+	a := addrs[b.fam]
+	for _, iface := range s.ExcludeInterfaces {
+		b.add(ChainOutput, "-o", iface, "-j", "RETURN")
+	}
+	for _, p := range union(proxyOutboundPorts, s.ExcludeOutboundPorts) {
+		b.add(ChainOutput, "-p", "tcp", "--dport", port(p), "-j", "RETURN")
+	}
+	// Inbound traffic the proxy hands to the app comes from 127.0.0.6 on lo.
+	b.add(ChainOutput, "-s", a.passthrough, "-o", "lo", "-j", "RETURN")
+	for _, owner := range []struct{ flag, id string }{
+		{"--uid-owner", strconv.FormatUint(uint64(s.ProxyUID), 10)},
+		{"--gid-owner", strconv.FormatUint(uint64(s.ProxyGID), 10)},
+	} {
+		// The proxy calling its own pod through a non-loopback address goes
+		// back through inbound capture; other local processes on lo are left
+		// alone; everything else the proxy sends is already proxied.
+		b.add(ChainOutput, "!", "-d", a.loopback, "-o", "lo", "-m", "owner", owner.flag, owner.id, "-j", ChainInRedirect)
+		b.add(ChainOutput, "-o", "lo", "-m", "owner", "!", owner.flag, owner.id, "-j", "RETURN")
+		b.add(ChainOutput, "-m", "owner", owner.flag, owner.id, "-j", "RETURN")
+	}
+	b.add(ChainOutput, "-d", a.loopback, "-j", "RETURN")
+	for _, p := range b.family(s.ExcludeOutboundIPRanges) {
+		b.add(ChainOutput, "-d", p.String(), "-j", "RETURN")
+	}
+	for _, p := range s.IncludeOutboundPorts {
+		b.add(ChainOutput, "-p", "tcp", "--dport", port(p), "-j", ChainRedirect)
+	}
+	switch inc := s.IncludeOutboundIPRanges; {
+	case inc.All:
+		b.add(ChainOutput, "-j", ChainRedirect)
+	case len(inc.Prefixes) > 0:
+		for _, p := range b.family(inc.Prefixes) {
+			b.add(ChainOutput, "-d", p.String(), "-j", ChainRedirect)
+		}
+		// Only the listed ranges are captured; the rest leaves directly.
+		b.add(ChainOutput, "-j", "RETURN")
+	}
+}
+
+// family keeps the prefixes of this builder's address family.
+func (b *builder) family(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if (b.fam == IPv6) == p.Addr().Is6() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func port(p uint16) string { return strconv.FormatUint(uint64(p), 10) }
+
+func contains(ps []uint16, p uint16) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// union keeps a's order, then b's ports not already in a.
+func union(a, b []uint16) []uint16 {
+	out := append([]uint16(nil), a...)
+	for _, p := range b {
+		if !contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
