@@ -74,3 +74,22 @@ func CleanupScript(cur Table) string {
 	b.WriteString("COMMIT\n")
 	return b.String()
 }
+
+// FreshScript programs a netns that holds none of our chains yet — the
+// normal ADD. It creates the chains with -N, so if any already exists the
+// whole transaction fails and changes nothing; the caller then reads the
+// table and replaces what is there (ApplyScript). This saves the
+// iptables-save on the path every new pod takes.
+func FreshScript(rs Ruleset) string {
+	var b strings.Builder
+	b.WriteString("*nat\n")
+	for _, c := range OwnChains {
+		b.WriteString("-N " + c + "\n")
+	}
+	for _, r := range rs.Rules {
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}

@@ -1,0 +1,55 @@
+package installer
+
+import (
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config is everything the installer needs; ParseFlags builds it from flags
+// and environment variables and validates every value.
+type Config struct {
+	NetDir             string          // host CNI net dir as mounted in the container
+	BinDir             string          // host CNI bin dir as mounted in the container
+	ConfName           string          // primary config file name; "" = the runtime's choice
+	PluginBinary       string          // plug-in binary to copy (inside the image)
+	KubeconfigDir      string          // where the plug-in kubeconfig and token copy are written (container path)
+	HostKubeconfigDir  string          // the same directory as the host (and so the plug-in) sees it
+	ServiceAccountDir  string          // projected service account volume (token, ca.crt)
+	APIServer          string          // https URL of the API server for the plug-in
+	ExcludeNamespaces  []string        // plug-in: namespaces never redirected
+	FailurePolicy      string          // plug-in: Block | Alert
+	PodLookupTimeout   time.Duration   // plug-in: retry budget of the pod GET
+	IptablesBackend    string          // plug-in: auto | legacy | nft
+	PluginLogLevel     string          // plug-in: debug | info | warn | error
+	PluginLogFile      string          // plug-in: optional log file (host path)
+	InstallerNamespace string          // plug-in: the DaemonSet's namespace ...
+	InstallerPodPrefix string          // ... and pod-name prefix, skipped by the plug-in
+	Redirect           json.RawMessage // plug-in: node-level redirect defaults (JSON object), nil = none
+	HealthAddr         string          // /healthz and /readyz; "" disables
+	MetricsAddr        string          // /metrics; "" disables
+	LogLevel           string          // installer log level
+	SkipCleanup        bool            // leave everything in place on exit
+	InstanceID         string          // identity recorded in the owner file
+	PodName            string          // informational, from the downward API
+	PodUID             string          // informational, from the downward API
+	NodeName           string          // informational, from the downward API
+	ResyncInterval     time.Duration   // full reconcile even without events
+	DriftWarnCount     int             // warn when our entry is undone more than this often ...
+	DriftWarnWindow    time.Duration   // ... within this window
+
+	// Logger and Registry may be set by embedders and tests; ParseFlags
+	// leaves them nil (a JSON logger on stderr and a fresh registry).
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// File names the installer owns.
+const (
+	KubeconfigName = "mesh-cni-kubeconfig"      // in KubeconfigDir
+	TokenName      = "mesh-cni-token"           // host copy of the service account token, in KubeconfigDir
+	OwnerFileName  = "mesh-cni-installer.owner" // in NetDir: which instance owns the node's installation
+	tempPrefix     = ".mesh-cni-tmp-"           // temp files of atomic writes (never a config extension)
+)
