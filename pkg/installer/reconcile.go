@@ -1,0 +1,288 @@
+package installer
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// reconcile brings the node to the desired state and returns when to look
+// again (0: on the next event or resync).
+func (in *Installer) reconcile(trigger string) time.Duration {
+	if in.passive {
+		in.checkPassive()
+		return 0
+	}
+	if in.takenOver() {
+		return 0
+	}
+	var problems []string
+	retry := time.Duration(0)
+	fail := func(what string, err error) {
+		in.m.reconcileErrs.Inc()
+		in.log.Error("cannot put "+what+" in place; will retry", "err", err, "trigger", trigger)
+		problems = append(problems, what+": "+err.Error())
+		retry = errorRetry
+	}
+	if err := in.ensureBinary(); err != nil {
+		fail("plug-in binary", err)
+	}
+	if err := in.ensureKubeconfig(); err != nil {
+		fail("kubeconfig", err)
+	}
+	ok, settle, err := in.ensureConflist(trigger)
+	switch {
+	case err != nil:
+		fail("config entry", err)
+	case settle:
+		retry = settleRetry
+		if !ok {
+			problems = append(problems, "config entry: waiting for a file being written to settle")
+		}
+	case !ok:
+		problems = append(problems, "config entry: no primary CNI configuration in "+in.cfg.NetDir+" yet")
+	}
+	if len(problems) == 0 {
+		if !in.installed {
+			in.installed = true
+			in.log.Info("installation in place: plug-in binary, kubeconfig and config entry", "binary", in.binPath, "kubeconfig", in.kubeconfigPath)
+		}
+		in.setReady(true, "")
+	} else {
+		in.setReady(false, strings.Join(problems, "; "))
+	}
+	return retry
+}
+
+// takenOver reads the owner file. Another instance's id there means it has
+// taken over: this instance turns passive for good. A missing or garbled
+// owner file is drift and gets rewritten.
+func (in *Installer) takenOver() bool {
+	o, err := ReadOwner(in.cfg.NetDir)
+	switch {
+	case err == nil && o != nil && o.InstanceID != in.cfg.InstanceID:
+		in.passive = true
+		in.passiveA.Store(true)
+		in.m.owner.Set(0)
+		in.log.Warn("another install-cni instance took over this node; this instance stops reconciling and will not clean up on exit",
+			"newOwner", o.InstanceID, "newOwnerPod", o.PodName)
+		in.checkPassive()
+		return true
+	case err != nil || o == nil || !slices.Equal(o.Conversions, in.conversions):
+		if in.installed && (err != nil || o == nil) {
+			in.m.repairs.WithLabelValues("owner").Inc()
+		}
+		if werr := in.writeOwner(); werr != nil {
+			in.log.Error("cannot write owner file", "err", werr)
+		}
+	}
+	return false
+}
+
+// checkPassive computes readiness without touching anything: the files are
+// there and the primary carries one mesh-cni entry, last.
+func (in *Installer) checkPassive() {
+	var problems []string
+	if _, err := os.Stat(in.binPath); err != nil {
+		problems = append(problems, "plug-in binary missing")
+	}
+	if _, err := os.Stat(in.kubeconfigPath); err != nil {
+		problems = append(problems, "kubeconfig missing")
+	}
+	files, _, err := readNetDir(in.cfg.NetDir)
+	primary := ""
+	if err == nil {
+		primary, _ = SelectPrimary(files, in.cfg.ConfName)
+	}
+	if primary == "" || !isConfList(primary) {
+		problems = append(problems, "no conflist primary")
+	} else if n, _, err := countEntries(fileData(files, primary)); err != nil || n != 1 {
+		problems = append(problems, "no mesh-cni entry in "+primary)
+	}
+	if len(problems) == 0 {
+		in.setReady(true, "")
+		return
+	}
+	in.setReady(false, "passive (another instance owns the node): "+strings.Join(problems, "; "))
+}
+
+// ensureBinary installs the plug-in binary (mode 0755) unless the bin dir
+// already holds the same bytes.
+func (in *Installer) ensureBinary() error {
+	if st, ok := stampOf(in.binPath); ok && st == in.binStamp && st.mode.Perm() == 0o755 {
+		return nil
+	}
+	st, exists := stampOf(in.binPath)
+	if exists && st.mode.Perm() == 0o755 {
+		if sum, _, err := hashFile(in.binPath); err == nil && sum == in.srcHash {
+			in.binStamp = st
+			return nil
+		}
+	}
+	in.own[in.binPath] = in.srcHash
+	if err := copyFileAtomic(in.cfg.PluginBinary, in.binPath, 0o755); err != nil {
+		delete(in.own, in.binPath)
+		return err
+	}
+	in.binStamp, _ = stampOf(in.binPath)
+	in.m.installs.WithLabelValues("binary").Inc()
+	if in.installed {
+		in.m.repairs.WithLabelValues("binary").Inc()
+		in.log.Warn("plug-in binary was missing or changed; restored", "binary", in.binPath)
+	} else {
+		in.log.Info("plug-in binary installed", "binary", in.binPath)
+	}
+	return nil
+}
+
+// ensureKubeconfig refreshes the token copy when the projected token rotated
+// and writes the kubeconfig when it is missing or outdated (both 0600). The
+// token goes first: the kubeconfig refers to it.
+func (in *Installer) ensureKubeconfig() error {
+	sa, err := ReadServiceAccount(in.cfg.ServiceAccountDir)
+	if err != nil {
+		return err
+	}
+	if !upToDate(in.tokenPath, sa.Token, 0o600) {
+		_, existed := stampOf(in.tokenPath)
+		if err := in.write(in.tokenPath, sa.Token, 0o600, ""); err != nil {
+			return fmt.Errorf("token copy: %w", err)
+		}
+		in.m.installs.WithLabelValues("token").Inc()
+		if existed {
+			in.m.tokenRefresh.Inc()
+			in.log.Info("service account token changed (rotation); host copy replaced", "file", in.tokenPath)
+		}
+	}
+	kc, err := BuildKubeconfig(in.cfg.APIServer, sa.CA, in.cfg.TokenHostPath())
+	if err != nil {
+		return err
+	}
+	if !upToDate(in.kubeconfigPath, kc, 0o600) {
+		if err := in.write(in.kubeconfigPath, kc, 0o600, ""); err != nil {
+			return err
+		}
+		in.m.installs.WithLabelValues("kubeconfig").Inc()
+		if in.installed {
+			in.m.repairs.WithLabelValues("kubeconfig").Inc()
+		}
+		in.log.Info("plug-in kubeconfig written", "file", in.kubeconfigPath, "server", in.cfg.APIServer)
+	}
+	return nil
+}
+
+func upToDate(path string, data []byte, mode os.FileMode) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().Perm() == mode && sameContent(path, data)
+}
+
+// ensureConflist applies PlanInstall to the net dir. ok means our entry is in
+// place afterwards; settle means a young invalid file may still be being
+// written and the caller should look again shortly.
+func (in *Installer) ensureConflist(trigger string) (ok, settle bool, err error) {
+	files, mtimes, err := readNetDir(in.cfg.NetDir)
+	if err != nil {
+		return false, false, err
+	}
+	plan, err := PlanInstall(files, in.cfg.ConfName, in.entry, in.conversions)
+	if err != nil {
+		return false, false, fmt.Errorf("primary %s: %w", plan.Primary, err)
+	}
+	for _, s := range plan.Skipped {
+		if (plan.Primary == "" || s.Name < plan.Primary) && time.Since(mtimes[s.Name]) < settleWindow {
+			return plan.InPlace(), true, nil
+		}
+	}
+	if plan.Primary == "" {
+		if !in.waiting || time.Since(in.lastWaitLog) >= waitLogEvery {
+			in.log.Info("waiting for the primary CNI to write its configuration", "netDir", in.cfg.NetDir,
+				"confName", in.cfg.ConfName, "skippedInvalid", fmt.Sprint(plan.Skipped))
+			in.lastWaitLog = time.Now()
+		}
+		in.waiting = true
+		return false, false, nil
+	}
+	in.waiting = false
+	if plan.InPlace() {
+		return true, false, nil
+	}
+	for _, s := range plan.Skipped {
+		in.log.Warn("skipped an invalid CNI config file (runtimes skip it too)", "file", s.Name, "reason", s.Reason)
+	}
+	for _, w := range plan.Writes {
+		path := filepath.Join(in.cfg.NetDir, w.Name)
+		keep := filepath.Join(in.cfg.NetDir, w.ModeFrom)
+		if err := in.write(path, w.Data, 0o644, keep); err != nil {
+			return false, false, err
+		}
+		in.m.installs.WithLabelValues("conflist").Inc()
+	}
+	for _, r := range plan.Removes {
+		if err := in.remove(filepath.Join(in.cfg.NetDir, r)); err != nil {
+			return false, false, err
+		}
+	}
+	if !slices.Equal(plan.Conversions, in.conversions) {
+		in.conversions = plan.Conversions
+		if err := in.writeOwner(); err != nil {
+			return false, false, fmt.Errorf("owner file: %w", err)
+		}
+	}
+	reasons := make([]string, len(plan.Reasons))
+	for i, r := range plan.Reasons {
+		reasons[i] = string(r)
+	}
+	if in.installed {
+		for _, r := range plan.Reasons {
+			in.m.repairs.WithLabelValues(string(r)).Inc()
+		}
+		in.log.Warn("mesh-cni entry drifted; restored", "file", plan.Target, "primary", plan.Primary,
+			"reasons", strings.Join(reasons, ","), "trigger", trigger)
+		in.noteDrift(plan.Target, reasons)
+	} else {
+		in.log.Info("mesh-cni entry inserted", "file", plan.Target, "primary", plan.Primary,
+			"reasons", strings.Join(reasons, ","), "removed", strings.Join(plan.Removes, ","))
+	}
+	return true, false, nil
+}
+
+// noteDrift warns when our entry keeps being undone: more than
+// DriftWarnCount repairs within DriftWarnWindow. Repairs go on regardless.
+func (in *Installer) noteDrift(file string, reasons []string) {
+	now := time.Now()
+	in.drifts = append(in.drifts, now)
+	cut := 0
+	for cut < len(in.drifts) && now.Sub(in.drifts[cut]) > in.cfg.DriftWarnWindow {
+		cut++
+	}
+	in.drifts = in.drifts[cut:]
+	if len(in.drifts) <= in.cfg.DriftWarnCount || now.Sub(in.lastWarn) < in.cfg.DriftWarnWindow {
+		return
+	}
+	in.lastWarn = now
+	in.m.driftWarnings.Inc()
+	in.log.Warn(fmt.Sprintf("the mesh-cni entry was undone %d times within %s: something keeps rewriting %s. "+
+		"Likely cause: the primary CNI runs in exclusive mode or regenerates its config on a loop "+
+		"(e.g. Cilium with cni.exclusive=true, or an agent that owns the whole net dir). "+
+		"Pods starting between a rewrite and our repair are not redirected. Configure that agent to keep "+
+		"chained plug-ins, or point --cni-conf-name at a file it leaves alone. Repairs continue.",
+		len(in.drifts), in.cfg.DriftWarnWindow, file), "file", file, "lastReasons", strings.Join(reasons, ","))
+}
+
+// isOwnWrite reports whether path holds exactly what this instance last
+// wrote there.
+func (in *Installer) isOwnWrite(path string) bool {
+	h, ok := in.own[path]
+	if !ok {
+		return false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	return bytes.Equal(h[:], sha256Sum(data))
+}
