@@ -7,7 +7,9 @@ import (
 )
 
 // KubeconfigHostPath is the plug-in kubeconfig's path as the host sees it.
-func (c *Config) KubeconfigHostPath() string { return filepath.Join(c.HostKubeconfigDir, KubeconfigName) }
+func (c *Config) KubeconfigHostPath() string {
+	return filepath.Join(c.HostKubeconfigDir, KubeconfigName)
+}
 
 // TokenHostPath is the token copy's path as the host sees it.
 func (c *Config) TokenHostPath() string { return filepath.Join(c.HostKubeconfigDir, TokenName) }

@@ -113,7 +113,6 @@ func PlanCleanup(files []DirFile, conversions []Conversion) (Plan, error) {
 		if err != nil {
 			return p, err
 		}
-		p.Reasons = appendReason(p.Reasons, DriftMissing)
 		p.Writes = append(p.Writes, writes...)
 		p.Removes = append(p.Removes, removes...)
 	}
