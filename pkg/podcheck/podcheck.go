@@ -28,6 +28,9 @@ type Config struct {
 	ExcludeNamespaces  []string
 	InstallerNamespace string // the DaemonSet's own pods ...
 	InstallerPodPrefix string // ... are never redirected
+	// DefaultProxy is the sidecar's identity when its securityContext and the
+	// pod's do not set one; the zero value means Istio's 1337/1337.
+	DefaultProxy redirect.Proxy
 }
 
 // Verdict is the decision and why.
@@ -73,7 +76,7 @@ func Check(pod *corev1.Pod, cfg Config) Verdict {
 			return skip("pod has an %s init container that programs its own rules", InitContainer)
 		}
 	}
-	return Verdict{Redirect: true, Reason: "pod qualifies: sidecar present, injection enabled", Proxy: identity(pod, proxy)}
+	return Verdict{Redirect: true, Reason: "pod qualifies: sidecar present, injection enabled", Proxy: identity(pod, proxy, cfg.DefaultProxy)}
 }
 
 // findProxy looks in the containers and the native sidecars (init containers
@@ -122,9 +125,12 @@ func injectionDisabled(pod *corev1.Pod) (source, value string, disabled bool) {
 }
 
 // identity is who the proxy runs as: its own securityContext, else the
-// pod's, else Istio's 1337.
-func identity(pod *corev1.Pod, c *corev1.Container) redirect.Proxy {
-	p := redirect.Proxy{UID: redirect.DefaultProxyUID, GID: redirect.DefaultProxyGID}
+// pod's, else the node default.
+func identity(pod *corev1.Pod, c *corev1.Container, def redirect.Proxy) redirect.Proxy {
+	p := def
+	if p == (redirect.Proxy{}) {
+		p = redirect.Proxy{UID: redirect.DefaultProxyUID, GID: redirect.DefaultProxyGID}
+	}
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		if psc.RunAsUser != nil {
 			p.UID = uint32(*psc.RunAsUser)

@@ -1,0 +1,74 @@
+// Package k8s reads the pod being set up from the Kubernetes API.
+package k8s
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// PodGetter is one GET of one pod; the real one is a client-go client.
+type PodGetter interface {
+	GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+}
+
+// ErrUnavailable wraps every failure that means "the API could not answer"
+// (timeouts, refused connections, 5xx, 429, auth problems): the caller's
+// failure policy decides what happens then. A 404 is an answer, not this.
+var ErrUnavailable = errors.New("kubernetes API unavailable")
+
+// Retry bounds the lookup.
+type Retry struct {
+	Budget     time.Duration // total time for all attempts
+	PerRequest time.Duration // one attempt's timeout
+	Backoff    time.Duration // first wait between attempts, doubling
+	MaxBackoff time.Duration
+}
+
+// DefaultRetry is used with the configured budget.
+func DefaultRetry(budget time.Duration) Retry {
+	return Retry{Budget: budget, PerRequest: 5 * time.Second, Backoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second}
+}
+
+// GetPod reads the pod, retrying transient failures with backoff inside the
+// budget. A missing pod is a final error naming it; a budget spent on
+// failures returns an error wrapping ErrUnavailable.
+func GetPod(ctx context.Context, g PodGetter, namespace, name string, r Retry, log *slog.Logger) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.Budget)
+	defer cancel()
+	wait := r.Backoff
+	for attempt := 1; ; attempt++ {
+		reqCtx, reqCancel := context.WithTimeout(ctx, r.PerRequest)
+		pod, err := g.GetPod(reqCtx, namespace, name)
+		reqCancel()
+		switch {
+		case err == nil:
+			return pod, nil
+		case apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("pod %s/%s does not exist in the Kubernetes API: %w", namespace, name, err)
+		case final(err):
+			return nil, fmt.Errorf("reading pod %s/%s: %w: %w", namespace, name, ErrUnavailable, err)
+		}
+		log.Debug("pod lookup failed, will retry", "attempt", attempt, "error", err)
+		jittered := wait/2 + rand.N(wait/2+1)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("reading pod %s/%s: %w after %d attempts in %s: %w", namespace, name, ErrUnavailable, attempt, r.Budget, err)
+		case <-time.After(jittered):
+		}
+		wait = min(2*wait, r.MaxBackoff)
+	}
+}
+
+// final errors will not change by asking again: the API answered, but not
+// with the pod (credentials refused, RBAC, a request it cannot parse).
+func final(err error) bool {
+	return apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) ||
+		apierrors.IsMethodNotSupported(err) || apierrors.IsNotAcceptable(err)
+}

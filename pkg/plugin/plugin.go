@@ -1,0 +1,199 @@
+// Package plugin is mesh-cni's CNI verbs: it passes the previous result
+// through and programs the pod's redirect when the pod qualifies.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/meshcni/mesh-cni/pkg/config"
+	"github.com/meshcni/mesh-cni/pkg/k8s"
+	"github.com/meshcni/mesh-cni/pkg/nat"
+	"github.com/meshcni/mesh-cni/pkg/redirect"
+)
+
+// Deps are the plug-in's side effects, passed in so tests can choose them.
+type Deps struct {
+	// NewPodGetter builds the API client; it is only called for pods that
+	// need a lookup (never for excluded namespaces).
+	NewPodGetter func(kubeconfig string, perRequest time.Duration) (k8s.PodGetter, error)
+	// NewTables opens a pod netns's nat tables with a resolved backend.
+	NewTables func(netnsPath string, backend nat.Backend) redirect.Tables
+	// ResolveBackend turns "auto" into legacy or nft.
+	ResolveBackend func(nat.Backend) (nat.Backend, error)
+}
+
+// Real are the production dependencies.
+func Real() Deps {
+	return Deps{
+		NewPodGetter: func(kc string, per time.Duration) (k8s.PodGetter, error) { return k8s.NewClient(kc, per) },
+		NewTables: func(path string, b nat.Backend) redirect.Tables {
+			return &nat.Netns{Path: path, Backend: b, LockWait: config.DefaultLockWait}
+		},
+		ResolveBackend: nat.Backend.Resolve,
+	}
+}
+
+// Plugin implements the CNI verbs.
+type Plugin struct{ Deps }
+
+// Funcs is what skel.PluginMainFuncs takes. Every verb is guarded so a
+// panic becomes a CNI error instead of a stack trace on stdout.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	return skel.CNIFuncs{
+		Add:    guard(p.Add),
+		Del:    guard(p.Del),
+		Check:  guard(p.Check),
+		GC:     guard(p.GC),
+		Status: guard(p.Status),
+	}
+}
+
+func guard(fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
+	return func(args *skel.CmdArgs) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = cniErr(types.ErrInternal, "mesh-cni panicked: %v", r)
+			}
+		}()
+		return fn(args)
+	}
+}
+
+// invocation is one verb's parsed input.
+type invocation struct {
+	cfg  *config.Config
+	log  *slog.Logger
+	pod  podRef
+	isK8 bool
+}
+
+func (p *Plugin) begin(args *skel.CmdArgs, verb string) (*invocation, func(), error) {
+	cfg, err := config.Parse(args.StdinData)
+	if err != nil {
+		return nil, nil, cniErr(types.ErrInvalidNetworkConfig, "%v", err)
+	}
+	log, closeLog := newLogger(cfg.LogLevel, cfg.LogFile, args)
+	ref, isK8s := parsePodRef(args.Args)
+	if isK8s {
+		log = log.With("pod", ref.String())
+	}
+	log = log.With("verb", verb)
+	return &invocation{cfg: cfg, log: log, pod: ref, isK8: isK8s}, closeLog, nil
+}
+
+// Add passes the previous result through and, for a qualifying pod,
+// programs its redirect.
+func (p *Plugin) Add(args *skel.CmdArgs) error {
+	inv, done, err := p.begin(args, "ADD")
+	if err != nil {
+		return err
+	}
+	defer done()
+	prev := inv.cfg.Net.PrevResult
+	if prev == nil {
+		return cniErr(types.ErrInvalidNetworkConfig,
+			"mesh-cni must be chained: ADD got no prevResult; list it after the primary CNI plug-in in a conflist")
+	}
+	if err := p.redirectPod(inv, args); err != nil {
+		return err
+	}
+	return types.PrintResult(prev, inv.cfg.Net.CNIVersion)
+}
+
+func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
+	plan, err := p.plan(inv, prevResultFamilies(inv.cfg.Net.PrevResult))
+	if err != nil || plan == nil {
+		return err
+	}
+	start := time.Now()
+	tables := p.NewTables(args.Netns, plan.backend)
+	var applied []redirect.Family
+	for _, rs := range plan.rulesets {
+		if err := redirect.Apply(tables, rs); err != nil {
+			// Never leave one family redirected and the other not.
+			for _, fam := range applied {
+				if cerr := redirect.Cleanup(tables, fam); cerr != nil {
+					inv.log.Error("rollback failed", "family", fam.String(), "error", cerr)
+				}
+			}
+			return cniErr(CodeProgramming, "programming redirect for pod %s: %v", inv.pod, err)
+		}
+		applied = append(applied, rs.Family)
+	}
+	if n, ok := tables.(*nat.Netns); ok && n.IsolationErr != nil {
+		inv.log.Warn("iptables ran without files-only NSS isolation", "error", n.IsolationErr)
+	}
+	inv.log.Info("redirect programmed", "backend", string(plan.backend), "families", len(plan.rulesets),
+		"elapsed", time.Since(start).String())
+	return nil
+}
+
+// plan is what a qualifying pod's netns must hold.
+type plan struct {
+	backend  nat.Backend
+	rulesets []redirect.Ruleset
+}
+
+// plan decides, from CNI_ARGS, the config and the pod, whether the pod is
+// redirected and with which rules. nil, nil means "leave the pod alone".
+func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
+	if !inv.isK8 {
+		inv.log.Info("not a Kubernetes pod (no K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS); passing through")
+		return nil, nil
+	}
+	if v, decided := podcheckPre(inv); decided {
+		inv.log.Info("pod not redirected", "reason", v)
+		return nil, nil
+	}
+	pod, err := p.lookup(inv)
+	if err != nil {
+		if errors.Is(err, k8s.ErrUnavailable) && inv.cfg.FailurePolicy == config.Alert {
+			inv.log.Error("POD STARTS WITHOUT MESH REDIRECT: the Kubernetes API could not answer and failurePolicy is Alert",
+				"error", err.Error())
+			return nil, nil
+		}
+		code := CodePodLookup
+		if errors.Is(err, k8s.ErrUnavailable) {
+			code = types.ErrTryAgainLater
+		}
+		return nil, cniErr(code, "%v (failurePolicy %s)", err, inv.cfg.FailurePolicy)
+	}
+	verdict := podcheckFull(pod, inv)
+	if !verdict.Redirect {
+		inv.log.Info("pod not redirected", "reason", verdict.Reason)
+		return nil, nil
+	}
+	inv.log.Info("pod qualifies", "reason", verdict.Reason, "proxyUID", verdict.Proxy.UID, "proxyGID", verdict.Proxy.GID)
+	settings, err := inv.cfg.Node.Resolve(pod.Annotations, verdict.Proxy)
+	if err != nil {
+		return nil, cniErr(CodeBadAnnotation, "pod %s: %v; nothing was programmed", inv.pod, err)
+	}
+	backend, err := p.ResolveBackend(inv.cfg.Backend)
+	if err != nil {
+		return nil, cniErr(CodeProgramming, "iptablesBackend: %v", err)
+	}
+	pl := &plan{backend: backend}
+	for _, fam := range fams {
+		pl.rulesets = append(pl.rulesets, redirect.Build(settings, fam))
+	}
+	return pl, nil
+}
+
+func (p *Plugin) lookup(inv *invocation) (podT, error) {
+	retry := k8s.DefaultRetry(inv.cfg.PodLookupTimeout)
+	getter, err := p.NewPodGetter(inv.cfg.Kubeconfig, retry.PerRequest)
+	if err != nil {
+		return nil, fmt.Errorf("reading pod %s: %w: %w", inv.pod, k8s.ErrUnavailable, err)
+	}
+	start := time.Now()
+	pod, err := k8s.GetPod(context.Background(), getter, inv.pod.Namespace, inv.pod.Name, retry, inv.log)
+	inv.log.Debug("pod lookup", "elapsed", time.Since(start).String(), "ok", err == nil)
+	return pod, err
+}

@@ -1,0 +1,155 @@
+package plugin
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshcni/mesh-cni/pkg/config"
+	"github.com/meshcni/mesh-cni/pkg/podcheck"
+	"github.com/meshcni/mesh-cni/pkg/redirect"
+)
+
+type podT = *corev1.Pod
+
+func podcheckPre(inv *invocation) (string, bool) {
+	v, decided := podcheck.PreLookup(inv.pod.Namespace, inv.pod.Name, inv.cfg.Pods)
+	return v.Reason, decided
+}
+
+func podcheckFull(pod podT, inv *invocation) podcheck.Verdict { return podcheck.Check(pod, inv.cfg.Pods) }
+
+// prevResultFamilies: IPv4 always (the seed's rules); IPv6 too when the
+// primary plug-in gave the pod an IPv6 address. Without a result (DEL may
+// come without one) both are looked at.
+func prevResultFamilies(prev types.Result) []redirect.Family {
+	fams := []redirect.Family{redirect.IPv4}
+	if prev == nil {
+		return append(fams, redirect.IPv6)
+	}
+	res, err := current.NewResultFromResult(prev)
+	if err != nil {
+		return fams
+	}
+	for _, ip := range res.IPs {
+		if ip.Address.IP.To4() == nil {
+			return append(fams, redirect.IPv6)
+		}
+	}
+	return fams
+}
+
+// Del removes the pod's redirect. It succeeds when the netns is gone: the
+// rules went with it.
+func (p *Plugin) Del(args *skel.CmdArgs) error {
+	inv, done, err := p.begin(args, "DEL")
+	if err != nil {
+		return err
+	}
+	defer done()
+	if !inv.isK8 {
+		return nil
+	}
+	if reason, decided := podcheckPre(inv); decided {
+		inv.log.Debug("nothing to remove", "reason", reason)
+		return nil
+	}
+	if args.Netns == "" {
+		return nil
+	}
+	if _, err := os.Stat(args.Netns); errors.Is(err, os.ErrNotExist) {
+		inv.log.Debug("netns already gone; nothing to remove")
+		return nil
+	}
+	backend, err := p.ResolveBackend(inv.cfg.Backend)
+	if err != nil {
+		return cniErr(CodeProgramming, "iptablesBackend: %v", err)
+	}
+	tables := p.NewTables(args.Netns, backend)
+	for _, fam := range prevResultFamilies(inv.cfg.Net.PrevResult) {
+		if err := redirect.Cleanup(tables, fam); err != nil {
+			if gone(args.Netns) {
+				return nil
+			}
+			return cniErr(CodeProgramming, "removing redirect of pod %s: %v", inv.pod, err)
+		}
+	}
+	inv.log.Info("redirect removed")
+	return nil
+}
+
+// gone reports whether the netns vanished (or was never a netns) meanwhile.
+func gone(path string) bool {
+	_, err := os.Stat(path)
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// Check compares what the kernel holds in the pod's netns with what ADD
+// would program now, and fails with the difference.
+func (p *Plugin) Check(args *skel.CmdArgs) error {
+	inv, done, err := p.begin(args, "CHECK")
+	if err != nil {
+		return err
+	}
+	defer done()
+	if inv.cfg.Net.PrevResult == nil {
+		return cniErr(types.ErrInvalidNetworkConfig, "mesh-cni must be chained: CHECK got no prevResult")
+	}
+	pl, err := p.plan(inv, prevResultFamilies(inv.cfg.Net.PrevResult))
+	if err != nil || pl == nil {
+		return err
+	}
+	tables := p.NewTables(args.Netns, pl.backend)
+	var diffs []string
+	for _, rs := range pl.rulesets {
+		if err := redirect.Verify(tables, rs); err != nil {
+			diffs = append(diffs, err.Error())
+		}
+	}
+	if len(diffs) > 0 {
+		return cniErr(CodeRulesDiffer, "pod %s: %s", inv.pod, strings.Join(diffs, "\n"))
+	}
+	return nil
+}
+
+// GC has nothing to collect: mesh-cni keeps no state on the host; a pod's
+// rules live in its netns and die with it.
+func (p *Plugin) GC(args *skel.CmdArgs) error {
+	_, done, err := p.begin(args, "GC")
+	if err != nil {
+		return err
+	}
+	done()
+	return nil
+}
+
+// Status reports whether the plug-in could serve an ADD now: its
+// kubeconfig is readable and the iptables tools are installed.
+func (p *Plugin) Status(args *skel.CmdArgs) error {
+	inv, done, err := p.begin(args, "STATUS")
+	if err != nil {
+		return err
+	}
+	defer done()
+	return status(inv.cfg)
+}
+
+func status(cfg *config.Config) error {
+	if cfg.Kubeconfig != "" {
+		if _, err := os.Stat(cfg.Kubeconfig); err != nil {
+			return cniErr(types.ErrPluginNotAvailable, "kubeconfig %s: %v", cfg.Kubeconfig, err)
+		}
+	}
+	for _, tool := range []string{"iptables-legacy-restore", "iptables-nft-restore"} {
+		if _, err := exec.LookPath(tool); err == nil {
+			return nil
+		}
+	}
+	return cniErr(types.ErrPluginNotAvailable, "no iptables-restore (legacy or nft) on PATH")
+}
