@@ -23,7 +23,9 @@ func podcheckPre(inv *invocation) (string, bool) {
 	return v.Reason, decided
 }
 
-func podcheckFull(pod podT, inv *invocation) podcheck.Verdict { return podcheck.Check(pod, inv.cfg.Pods) }
+func podcheckFull(pod podT, inv *invocation) podcheck.Verdict {
+	return podcheck.Check(pod, inv.cfg.Pods)
+}
 
 // prevResultFamilies: IPv4 always (the seed's rules); IPv6 too when the
 // primary plug-in gave the pod an IPv6 address. Without a result (DEL may
