@@ -64,6 +64,7 @@ type Installer struct {
 	heartbeat atomic.Int64
 	ran       atomic.Bool
 	passiveA  atomic.Bool
+	passes    atomic.Int64 // reconcile passes done (for tests and debugging)
 }
 
 // Run builds an installer from cfg and runs it until ctx is done; see

@@ -13,6 +13,7 @@ import (
 // reconcile brings the node to the desired state and returns when to look
 // again (0: on the next event or resync).
 func (in *Installer) reconcile(trigger string) time.Duration {
+	defer in.passes.Add(1)
 	if in.passive {
 		in.checkPassive()
 		return 0

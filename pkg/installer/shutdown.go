@@ -41,6 +41,8 @@ func (in *Installer) shutdown() error {
 		for _, w := range plan.Writes {
 			if err := WriteFileAtomic(filepath.Join(in.cfg.NetDir, w.Name), w.Data, 0o644, filepath.Join(in.cfg.NetDir, w.ModeFrom)); err != nil {
 				errs = append(errs, err)
+			} else if w.Name != w.ModeFrom {
+				in.log.Info("original .conf restored", "file", w.Name)
 			} else {
 				in.log.Info("mesh-cni entry removed", "file", w.Name)
 			}
@@ -50,7 +52,7 @@ func (in *Installer) shutdown() error {
 				if _, err := removeIfExists(filepath.Join(in.cfg.NetDir, r)); err != nil {
 					errs = append(errs, err)
 				} else {
-					in.log.Info("converted conflist removed; original .conf restored", "file", r)
+					in.log.Info("converted conflist removed", "file", r)
 				}
 			}
 		}

@@ -91,20 +91,34 @@ func (p *Plugin) begin(args *skel.CmdArgs, verb string) (*invocation, func(), er
 // Add passes the previous result through and, for a qualifying pod,
 // programs its redirect.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
-	inv, done, err := p.begin(args, "ADD")
+	res, err := p.AddResult(args)
 	if err != nil {
 		return err
+	}
+	return res.Print()
+}
+
+// AddResult is Add without the printing: the result it would print,
+// already in the caller's cniVersion.
+func (p *Plugin) AddResult(args *skel.CmdArgs) (types.Result, error) {
+	inv, done, err := p.begin(args, "ADD")
+	if err != nil {
+		return nil, err
 	}
 	defer done()
 	prev := inv.cfg.Net.PrevResult
 	if prev == nil {
-		return cniErr(types.ErrInvalidNetworkConfig,
+		return nil, cniErr(types.ErrInvalidNetworkConfig,
 			"mesh-cni must be chained: ADD got no prevResult; list it after the primary CNI plug-in in a conflist")
 	}
 	if err := p.redirectPod(inv, args); err != nil {
-		return err
+		return nil, err
 	}
-	return types.PrintResult(prev, inv.cfg.Net.CNIVersion)
+	res, err := prev.GetAsVersion(inv.cfg.Net.CNIVersion)
+	if err != nil {
+		return nil, cniErr(types.ErrIncompatibleCNIVersion, "converting prevResult to cniVersion %s: %v", inv.cfg.Net.CNIVersion, err)
+	}
+	return res, nil
 }
 
 func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
