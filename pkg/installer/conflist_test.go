@@ -83,7 +83,7 @@ func TestSelectPrimaryLikeRuntimes(t *testing.T) {
 		{Name: "99-last.conflist", Data: []byte(valid)},
 		{Name: "10-b.json", Data: []byte(conf)},
 		{Name: "10-b.conflist", Data: []byte(valid)},
-		{Name: "00-a.CONF", Data: []byte(conf)},       // extension is case-sensitive
+		{Name: "00-a.CONF", Data: []byte(conf)},          // extension is case-sensitive
 		{Name: "01-a.conf.disabled", Data: []byte(conf)}, // not a config extension
 		{Name: "02-bad.conflist", Data: []byte(`{`)},
 	}
