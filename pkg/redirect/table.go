@@ -129,22 +129,39 @@ func Diff(rs Ruleset, cur Table) []string {
 	return diff
 }
 
-// diffOrdered reports a difference when the sequences are not identical:
-// order matters in a chain, so a reordered rule is both missing and unexpected.
+// diffOrdered lists what must be added to and removed from have to make
+// it want, keeping the longest common run in place: order matters in a
+// chain, so a moved rule shows as both missing and unexpected.
 func diffOrdered(want, have []string) []string {
 	if slices.Equal(want, have) {
 		return nil
 	}
+	// lcs[i][j] is the longest common subsequence of want[i:] and have[j:].
+	lcs := make([][]int, len(want)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(have)+1)
+	}
+	for i := len(want) - 1; i >= 0; i-- {
+		for j := len(have) - 1; j >= 0; j-- {
+			if want[i] == have[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
 	var out []string
-	n := max(len(want), len(have))
-	for i := 0; i < n; i++ {
+	i, j := 0, 0
+	for i < len(want) || j < len(have) {
 		switch {
-		case i >= len(have):
-			out = append(out, fmt.Sprintf("missing: -A %s", want[i]))
-		case i >= len(want):
-			out = append(out, fmt.Sprintf("unexpected: -A %s", have[i]))
-		case want[i] != have[i]:
-			out = append(out, fmt.Sprintf("rule %d: want -A %s, have -A %s", i+1, want[i], have[i]))
+		case i < len(want) && j < len(have) && want[i] == have[j]:
+			i, j = i+1, j+1
+		case j < len(have) && (i == len(want) || lcs[i][j+1] >= lcs[i+1][j]):
+			out = append(out, "unexpected: -A "+have[j])
+			j++
+		default:
+			out = append(out, "missing: -A "+want[i])
+			i++
 		}
 	}
 	return out

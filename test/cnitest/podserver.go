@@ -1,0 +1,95 @@
+package cnitest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// PodServer is a read-only stand-in for the API server's pod GET: enough
+// for client-go, with a request counter so tests can prove "no request".
+type PodServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	pods     map[string]*corev1.Pod
+	Requests atomic.Int64
+	// Fail, when set, makes every request answer with this HTTP status.
+	Fail atomic.Int32
+}
+
+// NewPodServer serves the given pods on a loopback port.
+func NewPodServer(pods ...*corev1.Pod) *PodServer {
+	s := &PodServer{pods: map[string]*corev1.Pod{}}
+	for _, p := range pods {
+		s.Put(p)
+	}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// Put adds or replaces a pod.
+func (s *PodServer) Put(p *corev1.Pod) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pods[p.Namespace+"/"+p.Name] = p
+}
+
+func (s *PodServer) serve(w http.ResponseWriter, r *http.Request) {
+	s.Requests.Add(1)
+	if code := s.Fail.Load(); code != 0 {
+		http.Error(w, "injected failure", int(code))
+		return
+	}
+	// /api/v1/namespaces/NS/pods/NAME
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if r.Method != http.MethodGet || len(parts) != 6 || parts[0] != "api" || parts[2] != "namespaces" || parts[4] != "pods" {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	s.mu.Lock()
+	pod, ok := s.pods[parts[3]+"/"+parts[5]]
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	if !ok {
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(metav1.Status{
+			TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+			Status:   metav1.StatusFailure, Reason: metav1.StatusReasonNotFound, Code: 404,
+			Message: fmt.Sprintf("pods %q not found", parts[5]),
+			Details: &metav1.StatusDetails{Name: parts[5], Kind: "pods"},
+		})
+		return
+	}
+	out := pod.DeepCopy()
+	out.TypeMeta = metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// WriteKubeconfig writes a kubeconfig for this server into dir.
+func (s *PodServer) WriteKubeconfig(dir string) (string, error) {
+	path := filepath.Join(dir, "mesh-cni.kubeconfig")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: %s
+contexts:
+- name: test
+  context: {cluster: test, user: mesh-cni}
+current-context: test
+users:
+- name: mesh-cni
+  user: {token: test-token}
+`, s.URL)
+	return path, os.WriteFile(path, []byte(kc), 0o600)
+}
