@@ -19,8 +19,26 @@ func TestMain(m *testing.M) {
 		os.Stderr.WriteString("test/netns " + why + "\n")
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "mesh-cni-netns-")
+	if err != nil {
+		panic(err)
+	}
+	// MkdirTemp is 0700; the stand-ins run as UID 1000 and 1337.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		panic(err)
+	}
+	standin, err = cnitest.BuildBinary(dir, "./test/standin", "standin")
+	if err != nil {
+		os.RemoveAll(dir)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
+
+// standin is the stand-in sidecar/app/dialer binary, built once.
+var standin string
 
 // newNetns creates a namespace deleted when the test ends, pass or fail.
 func newNetns(t *testing.T, prefix string) *cnitest.Netns {
