@@ -191,7 +191,9 @@ func TestBinarySIGTERM(t *testing.T) {
 func entryFor(t *testing.T, netDir string) []byte {
 	t.Helper()
 	c, err := installer.ParseFlags([]string{"--kubeconfig-dir=" + netDir, "--log-level=debug"},
-		func(k string) string { return map[string]string{"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"}[k] })
+		func(k string) string {
+			return map[string]string{"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"}[k]
+		})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,10 +51,10 @@ func writeAtomic(path string, mode fs.FileMode, keepFrom string, fill func(io.Wr
 	if err = tmp.Chmod(mode); err != nil {
 		return err
 	}
-	if uid >= 0 && os.Geteuid() == 0 {
-		if err = tmp.Chown(uid, gid); err != nil {
-			return err
-		}
+	if uid >= 0 && (uid != os.Geteuid() || gid != os.Getegid()) {
+		// Best effort: keeping a foreign owner needs CAP_CHOWN, which the
+		// DaemonSet drops; runtimes read the file as root either way.
+		_ = tmp.Chown(uid, gid)
 	}
 	if err = tmp.Sync(); err != nil {
 		return err
