@@ -3,6 +3,7 @@ package cnitest
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -26,13 +28,36 @@ type PodServer struct {
 	Fail atomic.Int32
 }
 
-// NewPodServer serves the given pods on a loopback port.
+// NewPodServer serves the given pods on a loopback port of the current netns.
 func NewPodServer(pods ...*corev1.Pod) *PodServer {
+	s := newPodServer(pods)
+	s.Server.Start()
+	return s
+}
+
+// NewPodServerIn serves the pods on the loopback of the netns at path (a
+// chain's node namespace, where the plug-in runs). The listening socket
+// stays in that netns; the serving goroutines need not.
+func NewPodServerIn(path string, pods ...*corev1.Pod) (*PodServer, error) {
+	s := newPodServer(pods)
+	err := ns.WithNetNSPath(path, func(ns.NetNS) error {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		s.Server.Listener = ln
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Server.Start()
+	return s, nil
+}
+
+func newPodServer(pods []*corev1.Pod) *PodServer {
 	s := &PodServer{pods: map[string]*corev1.Pod{}}
 	for _, p := range pods {
 		s.Put(p)
 	}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	return s
 }
 
@@ -74,9 +99,12 @@ func (s *PodServer) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
+// KubeconfigName is the file WriteKubeconfig writes in its dir.
+const KubeconfigName = "mesh-cni.kubeconfig"
+
 // WriteKubeconfig writes a kubeconfig for this server into dir.
 func (s *PodServer) WriteKubeconfig(dir string) (string, error) {
-	path := filepath.Join(dir, "mesh-cni.kubeconfig")
+	path := filepath.Join(dir, KubeconfigName)
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
