@@ -131,4 +131,3 @@ func logText(t *testing.T, e *env) string {
 	b, _ := os.ReadFile(e.dir + "/mesh-cni.log")
 	return string(b)
 }
-

@@ -71,6 +71,13 @@ progress() {
 }
 
 t0=$SECONDS
+grep -q "sigs.k8s.io/cri-tools $CRICTL_VERSION\$" "$HERE/k8s/crictl/go.mod" ||
+	{ log "k8s/crictl/go.mod does not require cri-tools $CRICTL_VERSION (versions.sh)"; exit 1; }
+have_k8s=1
+for b in "${K8S_CMDS[@]}"; do [[ -x $BIN/$b ]] || have_k8s=0; done
+if ((have_k8s)) && [[ ${K8S_FORCE:-0} != 1 ]]; then
+	log "kubernetes binaries already in $BIN"
+else
 cd "$HERE/k8s"
 log "downloading modules for k8s.io/kubernetes $K8S_VERSION (first run: ~1 GB)"
 "${NICE[@]}" go mod download
@@ -93,18 +100,23 @@ rc=${PIPESTATUS[0]}
 set -e
 ((rc == 0)) || { log "kubernetes build failed (rc=$rc)"; exit "$rc"; }
 
-log "building crictl (sigs.k8s.io/cri-tools $CRICTL_VERSION)"
-cd "$WORK"
+# keep what is built even if a later step fails (the next run relinks only)
+mkdir -p "$BIN"
+for b in "${K8S_CMDS[@]}"; do mv -f "$WORK/bin/$b" "$BIN/$b"; done
+fi
+
+log "building crictl (sigs.k8s.io/cri-tools $CRICTL_VERSION, module k8s/crictl)"
+cd "$HERE/k8s/crictl"
+"${NICE[@]}" go mod download
+total=$(go list -deps sigs.k8s.io/cri-tools/cmd/crictl | wc -l)
 set +e
-GOBIN="$WORK/bin" GOFLAGS=-buildvcs=false "${NICE[@]}" go install -v -p "$P" -trimpath \
+"${NICE[@]}" go build -v -p "$P" -trimpath \
 	-ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
-	"sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" 2>&1 | progress 300 crictl
+	-o "$WORK/bin/crictl" sigs.k8s.io/cri-tools/cmd/crictl 2>&1 | progress "$total" crictl
 rc=${PIPESTATUS[0]}
 set -e
 ((rc == 0)) || { log "crictl build failed (rc=$rc)"; exit "$rc"; }
-
-mkdir -p "$BIN"
-for b in "${ALL[@]}"; do mv -f "$WORK/bin/$b" "$BIN/$b"; done
+mv -f "$WORK/bin/crictl" "$BIN/crictl"
 echo "$WANT_STAMP built=$date_ seconds=$((SECONDS - t0))" >"$STAMP"
 log "done in $((SECONDS - t0))s: $(du -sh "$BIN" | cut -f1) in $BIN"
 "$BIN/kubectl" version --client 2>/dev/null | head -1 >&2 || true

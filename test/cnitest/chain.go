@@ -135,4 +135,6 @@ func (c *Chain) Del(p Pod) error {
 }
 
 // String names the chain for logs.
-func (c *Chain) String() string { return fmt.Sprintf("chain %s in netns %s", c.ConfList.Name, c.Node.Name) }
+func (c *Chain) String() string {
+	return fmt.Sprintf("chain %s in netns %s", c.ConfList.Name, c.Node.Name)
+}

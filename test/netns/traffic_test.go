@@ -13,7 +13,7 @@ import (
 
 const (
 	podV4, peerV4, peerExcluded = "198.18.0.2", "198.18.0.1", "198.18.1.1" // RFC 2544 test range
-	podV6, peerV6               = "2001:db8::2", "2001:db8::1"               // RFC 3849 documentation range
+	podV6, peerV6               = "2001:db8::2", "2001:db8::1"             // RFC 3849 documentation range
 	appUID                      = 1000
 	proxyUID                    = 1337
 )

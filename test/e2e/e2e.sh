@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# End-to-end test of mesh-cni on the real one-node cluster (test/cluster):
+# the installer DaemonSet from deploy/, the plug-in called by containerd in the
+# CNI chain, the seed's Bookinfo with a stand-in sidecar injected as Istio
+# would. Brings the cluster up (cached binaries after the first run) and, unless
+# E2E_KEEP_CLUSTER=1, tears it down at the end and checks the host is restored.
+#
+# Needs root, `make build` (bin/install-cni, bin/mesh-cni) and deploy/.
+# Ends with "N passed, N failed"; exit 0 only when nothing failed.
+#
+# Env: E2E_KEEP_CLUSTER=1  leave the cluster (and everything deployed) running
+#      SEED_DIR            where the seeds are (default ../shared/seeds)
+set -uo pipefail
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$E2E_DIR/../cluster/lib.sh"
+
+SHARED=${SHARED_DIR:-$REPO_ROOT/../shared}
+SEED=${SEED_DIR:-$SHARED/seeds}/003_5fcaddfb03eac8ae.txt
+SEED_RULES=$SHARED/spec/seed-nat-rules.txt
+[[ -f $SEED_RULES ]] || SEED_RULES=$REPO_ROOT/pkg/redirect/testdata/seed.v4.rules
+DEPLOY=$REPO_ROOT/deploy
+APP_IMAGE=localhost/mesh-cni/app:$IMAGE_TAG
+PROXY_IMAGE=localhost/mesh-cni/istio-proxy:$IMAGE_TAG
+INSTALL_IMAGE=localhost/mesh-cni/install-cni:$IMAGE_TAG
+T0=$SECONDS
+
+pass=0 fail=0
+ok() { pass=$((pass + 1)); printf 'PASS: %s\n' "$*"; }
+bad() { fail=$((fail + 1)); printf 'FAIL: %s\n' "$*"; }
+check() { # desc cmd...
+	local desc=$1
+	shift
+	if "$@"; then ok "$desc"; else bad "$desc"; fi
+}
+step() { printf '\n== %s (%ds)\n' "$*" "$((SECONDS - T0))"; }
+
+finish() {
+	local rc=$?
+	if [[ ${E2E_KEEP_CLUSTER:-0} == 1 ]]; then
+		log "E2E_KEEP_CLUSTER=1: cluster left running"
+		cat "$STATE/hint" 2>/dev/null
+	else
+		step "tear down"
+		if "$CLUSTER_DIR/down.sh" >&2; then ok "host restored after the cluster (processes, netns, chains, sysctls, files)"
+		else bad "host restored after the cluster"; fi
+	fi
+	((rc != 0 && pass + fail == 0)) && fail=1
+	echo
+	echo "e2e: $pass passed, $fail failed"
+	((fail == 0)) || exit 1
+	exit 0
+}
+
+[[ $(id -u) == 0 ]] || die "must run as root"
+[[ -f $SEED ]] || die "seed not found: $SEED (set SEED_DIR)"
+[[ -f $DEPLOY/kustomization.yaml || -f $DEPLOY/kustomization.yml ]] || die "$DEPLOY has no kustomization (issue 3)"
+for b in install-cni mesh-cni; do
+	[[ -x $REPO_ROOT/bin/$b ]] || die "bin/$b missing: run 'make build' first"
+done
+
+step "cluster up"
+"$CLUSTER_DIR/up.sh" >&2 || die "cluster-up failed"
+trap finish EXIT
+WORK=$STATE/e2e
+rm -rf "$WORK" && mkdir -p "$WORK"
+
+step "images"
+"$CLUSTER_DIR/images.sh" standin >&2 || die "stand-in images"
+"$CLUSTER_DIR/images.sh" install-cni >&2 || die "install-cni image"
+STANDIN=$STATE/images/standin
+
+# ---------------------------------------------------------------- helpers
+# pod_pid NS POD [CONTAINER]: host PID of a container, the way the seed does it
+pod_pid() {
+	local cid
+	cid=$(kubectl_ get pod -n "$1" "$2" -o jsonpath="{.status.containerStatuses[?(@.name=='${3:-istio-proxy}')].containerID}")
+	cid=${cid#containerd://}
+	[[ -n $cid ]] || return 1
+	crictl_ inspect "$cid" | jq -r '.info.pid'
+}
+# nat_rules PID: the pod netns' nat table as iptables-save -A lines (either backend)
+nat_rules() {
+	local out s
+	for s in iptables-nft-save iptables-legacy-save; do
+		out=$(nsenter -t "$1" -n "$s" -t nat 2>/dev/null | grep -E '^-A ') || true
+		[[ -n $out ]] && { echo "$out"; return; }
+	done
+}
+has_istio_chains() { nat_rules "$1" | grep -q ISTIO_; }
+wait_ready() { # ns selector|pod/name
+	if [[ $2 == pod/* ]]; then
+		kubectl_ wait -n "$1" --for=condition=Ready "$2" --timeout=120s >/dev/null
+	else
+		kubectl_ wait -n "$1" --for=condition=Ready pod -l "$2" --timeout=120s >/dev/null
+	fi
+}
+pod_of() { kubectl_ get pod -n "$1" -l "$2" -o jsonpath='{.items[0].metadata.name}'; }
+pod_ip() { kubectl_ get pod -n "$1" "$2" -o jsonpath='{.status.podIP}'; }
+# a pod with the app and (optionally) the stand-in sidecar
+test_pod() { # ns name sidecar(yes|no) [annotation-yaml]
+	local sidecar=''
+	[[ $3 == yes ]] && sidecar="
+  - name: istio-proxy
+    image: $PROXY_IMAGE
+    securityContext: {runAsUser: 1337, runAsGroup: 1337}"
+	kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $2
+  namespace: $1
+  ${4:+annotations: $4}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: $APP_IMAGE
+    securityContext: {runAsUser: 1000}$sidecar
+EOF
+}
+conflist_has_mesh() { cat "$CNI_CONF_DIR"/*.conflist 2>/dev/null | jq -se 'map(.plugins[]?.type) | index("mesh-cni") != null' >/dev/null; }
+plugin_kubeconfig() {
+	cat "$CNI_CONF_DIR"/*.conflist 2>/dev/null | jq -rs 'map(.plugins[]? | select(.type == "mesh-cni") | .kubeconfig) | first // empty'
+}
+
+# ---------------------------------------------------------------- deploy/
+step "kubectl apply --dry-run=server -k deploy/"
+check "the real API server accepts deploy/ (server-side dry run)" \
+	kubectl_ apply --dry-run=server -k "$DEPLOY"
+
+# the locally built image instead of whatever deploy/ names
+kubectl_ kustomize "$DEPLOY" | kubectl_ create --dry-run=client -o json -f - >"$WORK/deploy.json" 2>/dev/null ||
+	die "cannot render deploy/"
+ds=$(jq -c 'if .kind == "List" then .items[] else . end | select(.kind == "DaemonSet")' "$WORK/deploy.json" | head -1)
+ds_ns=$(jq -r '.metadata.namespace // "default"' <<<"$ds")
+ds_name=$(jq -r '.metadata.name // empty' <<<"$ds")
+orig_image=$(jq -r '.spec.template.spec.containers[0].image // empty' <<<"$ds")
+[[ -n $orig_image && -n $ds_name ]] || die "no DaemonSet found in deploy/"
+mkdir -p "$WORK/overlay"
+cat >"$WORK/overlay/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- $(realpath --relative-to="$WORK/overlay" "$DEPLOY")
+images:
+- name: $(img=${orig_image%@*}; last=${img##*/}; [[ $last == *:* ]] && img=${img%:*}; echo "$img")
+  newName: ${INSTALL_IMAGE%:*}
+  newTag: $IMAGE_TAG
+patches:
+- target: {kind: DaemonSet, name: $ds_name}
+  patch: |-
+    - op: add
+      path: /spec/template/spec/containers/0/imagePullPolicy
+      value: IfNotPresent
+EOF
+
+step "install: kubectl apply -k deploy/ (image $INSTALL_IMAGE)"
+kubectl_ apply -k "$WORK/overlay" >&2
+check "DaemonSet $ds_ns/$ds_name rolled out" \
+	kubectl_ rollout status -n "$ds_ns" "ds/$ds_name" --timeout=120s
+check "installer put mesh-cni in $CNI_BIN_DIR" wait_for "mesh-cni binary" 60 test -x "$CNI_BIN_DIR/mesh-cni"
+check "installer chained mesh-cni into the primary conflist" wait_for "mesh-cni in the conflist" 60 conflist_has_mesh
+KCFG=$(plugin_kubeconfig)
+check "installer wrote the plug-in's kubeconfig ($KCFG)" test -s "${KCFG:-/nonexistent}"
+
+# ---------------------------------------------------------------- Bookinfo
+step "Bookinfo from the seed, stand-in sidecar injected"
+mkdir -p "$WORK/bookinfo"
+awk '/^    bookinfo.yaml$/{on=1; next} /^  2\. Deploy the Bookinfo/{on=0} on' "$SEED" | sed 's/^    //' >"$WORK/bookinfo/bookinfo.yaml"
+{
+	cat <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: default
+resources: [bookinfo.yaml]
+images:
+EOF
+	grep -o 'docker.io/istio/examples-bookinfo-[a-z0-9-]*' "$WORK/bookinfo/bookinfo.yaml" | sort -u | while read -r i; do
+		printf -- '- name: %s\n  newName: %s\n  newTag: %s\n' "$i" "${APP_IMAGE%:*}" "$IMAGE_TAG"
+	done
+	cat <<EOF
+patches:
+# what Istio's injector adds (minus istio-init: the CNI plug-in replaces it)
+- target: {kind: Deployment}
+  patch: |-
+    - op: add
+      path: /spec/template/spec/containers/-
+      value:
+        name: istio-proxy
+        image: $PROXY_IMAGE
+        securityContext: {runAsUser: 1337, runAsGroup: 1337}
+    - op: add
+      path: /spec/template/spec/terminationGracePeriodSeconds
+      value: 1
+# the seed's cluster excludes 192.168.0.1 from outbound capture
+- target: {kind: Deployment, name: productpage-v1}
+  patch: |-
+    - op: add
+      path: /spec/template/metadata/annotations
+      value: {traffic.sidecar.istio.io/excludeOutboundIPRanges: 192.168.0.1/32}
+EOF
+} >"$WORK/bookinfo/kustomization.yaml"
+kubectl_ apply -k "$WORK/bookinfo" >&2
+for a in details ratings reviews productpage; do
+	check "bookinfo $a Ready" wait_ready default "app=$a"
+done
+
+step "productpage's netns holds exactly the seed's rules"
+PP=$(pod_of default app=productpage)
+PP_PID=$(pod_pid default "$PP")
+echo "productpage pod $PP, istio-proxy pid $PP_PID; nsenter -t $PP_PID -n iptables -t nat -L -n -v --line-numbers -x:"
+nsenter -t "$PP_PID" -n iptables -t nat -L -n -v --line-numbers -x
+grep -E '^-A ' "$SEED_RULES" >"$WORK/want.rules"
+nat_rules "$PP_PID" >"$WORK/got.rules"
+# chain by chain, in order (iptables-save may order chains differently)
+canon() { awk '{c=$2; print c "\t" (++n[c]) "\t" $0}' "$1" | sort -k1,1 -k2,2n | cut -f3-; }
+if diff <(canon "$WORK/want.rules") <(canon "$WORK/got.rules") >"$WORK/rules.diff"; then
+	ok "productpage nat table == $(basename "$SEED_RULES") ($(wc -l <"$WORK/want.rules") rules)"
+else
+	bad "productpage nat table differs from the seed:"
+	cat "$WORK/rules.diff"
+fi
+
+step "real traffic through the sidecar"
+REV=$(pod_of default app=reviews)
+REV_IP=$(pod_ip default "$REV")
+PP_IP=$(pod_ip default "$PP")
+out=$(kubectl_ exec -n default "$PP" -c productpage -- standin dial "$REV_IP:9080" 2>&1)
+echo "productpage -> reviews $REV_IP:9080: $out"
+check "productpage -> reviews lands on productpage's sidecar 15001 with the original destination" \
+	grep -q "port=15001 orig=$REV_IP:9080" <<<"$out"
+out=$("$STANDIN" dial "$PP_IP:9080" 2>&1)
+echo "host -> productpage $PP_IP:9080: $out"
+check "inbound to productpage:9080 lands on the sidecar's 15006 with the original destination" \
+	grep -q "port=15006 orig=$PP_IP:9080" <<<"$out"
+out=$(kubectl_ exec -n default "$PP" -c istio-proxy -- standin dial "$REV_IP:9080" 2>&1)
+check "the sidecar's own outbound traffic (UID 1337) is not redirected (reaches reviews' inbound 15006)" \
+	grep -q "port=15006 orig=$REV_IP:9080" <<<"$out"
+
+step "pods that must not be meshed"
+test_pod kube-system e2e-excluded-ns yes
+test_pod default e2e-no-sidecar no
+test_pod default e2e-inject-false yes '{sidecar.istio.io/inject: "false"}'
+for p in kube-system/e2e-excluded-ns default/e2e-no-sidecar default/e2e-inject-false; do
+	wait_ready "${p%/*}" "pod/${p#*/}" || { bad "$p Ready"; continue; }
+	pid=$(pod_pid "${p%/*}" "${p#*/}" app)
+	if has_istio_chains "$pid"; then bad "$p has no ISTIO rules"; else ok "$p has no ISTIO rules"; fi
+done
+
+step "RBAC of the plug-in's kubeconfig"
+if [[ -s ${KCFG:-} ]]; then
+	can() { kubectl_ --kubeconfig "$KCFG" auth can-i "$@" 2>/dev/null; }
+	kk() { "$K8S_BIN_DIR/kubectl" --kubeconfig "$KCFG" "$@"; }
+	check "plug-in kubeconfig can get pods" can get pods -n default
+	check "plug-in kubeconfig gets the productpage pod for real" kk get pod -n default "$PP" -o name
+	if can list secrets -A; then bad "plug-in kubeconfig cannot list secrets"; else ok "plug-in kubeconfig cannot list secrets"; fi
+	if kk get secrets -A >/dev/null 2>&1; then bad "listing secrets is refused"; else ok "listing secrets is refused"; fi
+	if can create pods -n default; then bad "plug-in kubeconfig cannot create pods"; else ok "plug-in kubeconfig cannot create pods"; fi
+	extra=$(kk auth can-i --list -n default 2>/dev/null | awk 'NR>1 && $1 !~ /^selfsubject/ && $1 != "" && $2 == "[]"' | grep -v '^pods ')
+	if [[ -z $extra ]]; then ok "plug-in kubeconfig can do nothing else on resources"; else bad "plug-in kubeconfig can also: $extra"; fi
+else
+	bad "RBAC checks: no plug-in kubeconfig"
+fi
+
+step "drift repair: the primary conflist is overwritten"
+mesh_conf=$(grep -l '"mesh-cni"' "$CNI_CONF_DIR"/*.conflist | head -1)
+cp "$mesh_conf" "$WORK/conflist.before"
+jq '.plugins |= map(select(.type != "mesh-cni"))' "$WORK/conflist.before" >"$mesh_conf.tmp" && mv "$mesh_conf.tmp" "$mesh_conf"
+check "installer restored mesh-cni in $mesh_conf" wait_for "drift repair" 60 grep -q '"mesh-cni"' "$mesh_conf"
+test_pod default e2e-after-drift yes
+if wait_ready default pod/e2e-after-drift; then
+	check "a pod created right after the repair gets the rules" has_istio_chains "$(pod_pid default e2e-after-drift)"
+else
+	bad "e2e-after-drift Ready"
+fi
+
+step "uninstall: kubectl delete -k deploy/"
+kubectl_ delete -k "$WORK/overlay" --wait=true --timeout=120s >&2
+wait_for "installer pods gone" 120 bash -c "[[ -z \$($K8S_BIN_DIR/kubectl --kubeconfig $KUBECONFIG_ADMIN get pods -n $ds_ns -o name 2>/dev/null | grep ${ds_name}) ]]"
+check "mesh-cni binary removed from the node" wait_for "binary gone" 60 test ! -e "$CNI_BIN_DIR/mesh-cni"
+check "mesh-cni entry removed from the conflist" wait_for "entry gone" 60 bash -c "! grep -qs '\"mesh-cni\"' $CNI_CONF_DIR/*.conflist"
+check "plug-in kubeconfig removed" test ! -e "${KCFG:-/nonexistent}"
+check "primary conflist still there" test -s "$PRIMARY_CONFLIST"
+test_pod default e2e-after-uninstall yes
+if wait_ready default pod/e2e-after-uninstall; then
+	if has_istio_chains "$(pod_pid default e2e-after-uninstall)"; then bad "a new pod starts unmeshed after uninstall"; else ok "a new pod starts unmeshed after uninstall"; fi
+else
+	bad "e2e-after-uninstall Ready"
+fi
+
+kubectl_ delete -k "$WORK/bookinfo" --wait=false >/dev/null 2>&1
+kubectl_ delete pod -n default e2e-no-sidecar e2e-inject-false e2e-after-drift e2e-after-uninstall --wait=false >/dev/null 2>&1
+kubectl_ delete pod -n kube-system e2e-excluded-ns --wait=false >/dev/null 2>&1
+true
