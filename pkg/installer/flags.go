@@ -12,11 +12,10 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // FlagSpec describes one command-line flag and its environment equivalent.
@@ -292,8 +291,8 @@ func setNamespaces(c *Config, v string) error {
 		if ns == "" {
 			continue
 		}
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return fmt.Errorf("%q is not a namespace name: %s", ns, errs[0])
+		if err := dns1123Label(ns); err != nil {
+			return fmt.Errorf("%q is not a namespace name: %v", ns, err)
 		}
 		if !seen[ns] {
 			seen[ns] = true
@@ -312,10 +311,23 @@ func setInstallerNamespace(c *Config, v string) error {
 		c.InstallerNamespace = ""
 		return nil
 	}
-	if errs := validation.IsDNS1123Label(v); len(errs) > 0 {
-		return errors.New(errs[0])
+	if err := dns1123Label(v); err != nil {
+		return err
 	}
 	c.InstallerNamespace = v
+	return nil
+}
+
+var dns1123 = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// dns1123Label checks a namespace name (RFC 1123 label, as Kubernetes does).
+func dns1123Label(s string) error {
+	if len(s) > 63 {
+		return errors.New("must be no more than 63 characters")
+	}
+	if !dns1123.MatchString(s) {
+		return errors.New("must consist of lower case alphanumeric characters or '-', and start and end with one")
+	}
 	return nil
 }
 

@@ -33,11 +33,12 @@ const (
 
 // Installer is one install-cni instance.
 type Installer struct {
-	cfg   Config
-	log   *slog.Logger
-	reg   *prometheus.Registry
-	m     *metrics
-	entry []byte
+	cfg     Config
+	started time.Time
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	m       *metrics
+	entry   []byte
 
 	binPath, kubeconfigPath, tokenPath, ownerPath string
 
@@ -103,6 +104,7 @@ func New(cfg Config) (*Installer, error) {
 	}
 	in := &Installer{
 		cfg:            cfg,
+		started:        time.Now().UTC(),
 		log:            cfg.Logger,
 		reg:            cfg.Registry,
 		entry:          cfg.Entry(),
@@ -204,6 +206,7 @@ func (in *Installer) Run(ctx context.Context) error {
 		case <-resync.C:
 			w.rewatch()
 			in.removeStaleTemps()
+			in.ownerHeartbeat()
 			trigger = "resync"
 		case <-retry.C:
 			trigger = "retry"
@@ -260,6 +263,18 @@ func (in *Installer) prepare() error {
 	return nil
 }
 
+// ownerHeartbeat touches the owner file's mtime (an attribute change, which
+// the watchers ignore) so passive instances know the owner is alive.
+func (in *Installer) ownerHeartbeat() {
+	if in.passive {
+		return
+	}
+	now := time.Now()
+	if err := os.Chtimes(in.ownerPath, now, now); err != nil && !errors.Is(err, os.ErrNotExist) {
+		in.log.Warn("owner heartbeat failed", "err", err)
+	}
+}
+
 func (in *Installer) removeStaleTemps() {
 	for _, d := range uniq(in.cfg.NetDir, in.cfg.BinDir, in.cfg.KubeconfigDir) {
 		removed, err := RemoveStaleTemps(d, staleTempAge)
@@ -278,7 +293,8 @@ func (in *Installer) owner() Owner {
 		PodName:     in.cfg.PodName,
 		PodUID:      in.cfg.PodUID,
 		NodeName:    in.cfg.NodeName,
-		Since:       time.Now().UTC().Truncate(time.Second),
+		Since:       in.started,
+		Heartbeat:   Duration(in.cfg.ResyncInterval),
 		Conversions: in.conversions,
 	}
 }

@@ -2,13 +2,11 @@ package installer
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Token rotation strategy: the plug-in kubeconfig never embeds the token. Its
@@ -49,12 +47,33 @@ func ReadServiceAccount(dir string) (ServiceAccount, error) {
 }
 
 // BuildKubeconfig renders the plug-in kubeconfig: the API server, the CA
-// inline, and the user's token as a tokenFile reference (host path).
+// inline, and the user's token as a tokenFile reference (host path). Strings
+// are written JSON-quoted, which YAML reads as double-quoted scalars.
 func BuildKubeconfig(server string, ca []byte, tokenFile string) ([]byte, error) {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
-	cfg.AuthInfos["mesh-cni"] = &clientcmdapi.AuthInfo{TokenFile: tokenFile}
-	cfg.Contexts["mesh-cni"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "mesh-cni"}
-	cfg.CurrentContext = "mesh-cni"
-	return clientcmd.Write(*cfg)
+	if server == "" || len(ca) == 0 || tokenFile == "" {
+		return nil, errors.New("kubeconfig needs a server, a CA and a token file")
+	}
+	q := func(s string) string { return string(marshalString(s)) }
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `# Written by mesh-cni install-cni for the mesh-cni CNI plug-in; rewritten when
+# it drifts. The token file it names is refreshed on every token rotation.
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: mesh-cni
+  user:
+    tokenFile: %s
+contexts:
+- name: mesh-cni
+  context:
+    cluster: local
+    user: mesh-cni
+current-context: mesh-cni
+`, q(server), q(base64.StdEncoding.EncodeToString(ca)), q(tokenFile))
+	return b.Bytes(), nil
 }

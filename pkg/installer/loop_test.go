@@ -318,3 +318,66 @@ func TestDriftWarning(t *testing.T) {
 		t.Error("warning does not name the likely cause")
 	}
 }
+
+// TestOwnerGoneReactivates: when the owner cleans up and leaves while an
+// older instance is still running, that instance installs again.
+func TestOwnerGoneReactivates(t *testing.T) {
+	n := newNode(t)
+	n.write(t, "10-calico.conflist", testdata(t, "calico/in/10-calico.conflist"))
+	a := start(t, n.config(t, "--instance-id=a"))
+	a.waitReady(t)
+	b := start(t, n.config(t, "--instance-id=b"))
+	b.waitReady(t)
+	eventually(t, 5*time.Second, "a passive", func() (bool, string) { return a.Passive(), "" })
+	if err := b.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a active and installed again", func() (bool, string) {
+		o, _ := ReadOwner(n.net)
+		ok, why := chainedLast(n.net)
+		return ok && !a.Passive() && o != nil && o.InstanceID == "a" && exists(filepath.Join(n.bin, PluginType)), why
+	})
+	a.waitReady(t)
+}
+
+func forgeOwner(t *testing.T, n *node, o Owner, mtime time.Time) {
+	t.Helper()
+	p := filepath.Join(n.net, OwnerFileName)
+	must(t, WriteFileAtomic(p, o.encode(), 0o644, ""))
+	must(t, os.Chtimes(p, mtime, mtime))
+}
+
+// TestSilentOwner: a newer claim whose heartbeat stops (owner killed, or
+// gone with --skip-cleanup) is taken over after three heartbeats.
+func TestSilentOwner(t *testing.T) {
+	n := newNode(t)
+	n.write(t, "10-calico.conflist", testdata(t, "calico/in/10-calico.conflist"))
+	a := start(t, n.config(t, "--instance-id=a"))
+	a.waitReady(t)
+	forgeOwner(t, n, Owner{InstanceID: "ghost", Since: time.Now().Add(time.Hour), Heartbeat: Duration(100 * time.Millisecond)}, time.Now())
+	eventually(t, 5*time.Second, "a passive", func() (bool, string) { return a.Passive(), "" })
+	eventually(t, 10*time.Second, "a takes over from the silent owner", func() (bool, string) {
+		o, _ := ReadOwner(n.net)
+		return !a.Passive() && o != nil && o.InstanceID == "a", ""
+	})
+	if !strings.Contains(a.logs.String(), "taking over again") {
+		t.Error("no takeover message")
+	}
+}
+
+// TestOlderClaimLoses: a claim from an instance that started earlier (a
+// racing write of the old pod) does not make the newer instance passive.
+func TestOlderClaimLoses(t *testing.T) {
+	n := newNode(t)
+	n.write(t, "10-calico.conflist", testdata(t, "calico/in/10-calico.conflist"))
+	a := start(t, n.config(t, "--instance-id=a"))
+	a.waitReady(t)
+	forgeOwner(t, n, Owner{InstanceID: "old", Since: time.Now().Add(-time.Hour), Heartbeat: Duration(time.Second)}, time.Now())
+	eventually(t, 5*time.Second, "claim restored", func() (bool, string) {
+		o, _ := ReadOwner(n.net)
+		return o != nil && o.InstanceID == "a", ""
+	})
+	if a.Passive() {
+		t.Error("an older claim made the newer instance passive")
+	}
+}

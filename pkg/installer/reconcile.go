@@ -14,8 +14,7 @@ import (
 // again (0: on the next event or resync).
 func (in *Installer) reconcile(trigger string) time.Duration {
 	defer in.passes.Add(1)
-	if in.passive {
-		in.checkPassive()
+	if in.passive && !in.checkPassive() {
 		return 0
 	}
 	if in.takenOver() {
@@ -59,22 +58,23 @@ func (in *Installer) reconcile(trigger string) time.Duration {
 	return retry
 }
 
-// takenOver reads the owner file. Another instance's id there means it has
-// taken over: this instance turns passive for good. A missing or garbled
-// owner file is drift and gets rewritten.
+// takenOver reads the owner file. A claim of an instance that started later
+// means it has taken over: this instance turns passive. An older instance's
+// claim (two claims raced), a missing or garbled owner file are drift: the
+// claim is rewritten.
 func (in *Installer) takenOver() bool {
 	o, err := ReadOwner(in.cfg.NetDir)
 	switch {
-	case err == nil && o != nil && o.InstanceID != in.cfg.InstanceID:
+	case err == nil && o != nil && o.InstanceID != in.cfg.InstanceID && !o.Since.Before(in.started):
 		in.passive = true
 		in.passiveA.Store(true)
 		in.m.owner.Set(0)
 		in.log.Warn("another install-cni instance took over this node; this instance stops reconciling and will not clean up on exit",
 			"newOwner", o.InstanceID, "newOwnerPod", o.PodName)
 		in.checkPassive()
-		return true
-	case err != nil || o == nil || !slices.Equal(o.Conversions, in.conversions):
-		if in.installed && (err != nil || o == nil) {
+		return in.passive
+	case err != nil || o == nil || o.InstanceID != in.cfg.InstanceID || !slices.Equal(o.Conversions, in.conversions):
+		if in.installed && (err != nil || o == nil || o.InstanceID != in.cfg.InstanceID) {
 			in.m.repairs.WithLabelValues("owner").Inc()
 		}
 		if werr := in.writeOwner(); werr != nil {
@@ -85,8 +85,29 @@ func (in *Installer) takenOver() bool {
 }
 
 // checkPassive computes readiness without touching anything: the files are
-// there and the primary carries one mesh-cni entry, last.
-func (in *Installer) checkPassive() {
+// there and the primary carries one mesh-cni entry, last. When the owner is
+// gone (no owner file) or silent (stale heartbeat), this instance takes over
+// again and checkPassive returns true.
+func (in *Installer) checkPassive() bool {
+	o, err := ReadOwner(in.cfg.NetDir)
+	st, serr := os.Stat(in.ownerPath)
+	if err == nil && (o == nil || (serr == nil && o.Stale(st.ModTime()))) {
+		prev := ""
+		if o != nil {
+			prev = o.InstanceID
+		}
+		in.log.Warn("the owning instance is gone (no owner file or no heartbeat); taking over again", "previousOwner", prev)
+		if o != nil {
+			in.conversions = o.Conversions
+		}
+		in.passive = false
+		in.passiveA.Store(false)
+		in.m.owner.Set(1)
+		if werr := in.writeOwner(); werr != nil {
+			in.log.Error("cannot write owner file", "err", werr)
+		}
+		return true
+	}
 	var problems []string
 	if _, err := os.Stat(in.binPath); err != nil {
 		problems = append(problems, "plug-in binary missing")
@@ -106,9 +127,10 @@ func (in *Installer) checkPassive() {
 	}
 	if len(problems) == 0 {
 		in.setReady(true, "")
-		return
+	} else {
+		in.setReady(false, "passive (another instance owns the node): "+strings.Join(problems, "; "))
 	}
-	in.setReady(false, "passive (another instance owns the node): "+strings.Join(problems, "; "))
+	return false
 }
 
 // ensureBinary installs the plug-in binary (mode 0755) unless the bin dir

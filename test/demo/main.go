@@ -26,7 +26,6 @@ import (
 	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/meshcni/mesh-cni/pkg/redirect"
 	"github.com/meshcni/mesh-cni/pkg/redirect/redirecttest"
@@ -62,7 +61,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "\nDEMO FAILED:", err)
 		os.Exit(1)
 	}
-	fmt.Println("\nDone: the demo left no namespace, process or file behind.")
+	if left := d.leftovers(); len(left) > 0 {
+		fmt.Fprintln(os.Stderr, "\nDEMO FAILED: left behind:", strings.Join(left, ", "))
+		os.Exit(1)
+	}
+	fmt.Println("\nDone: checked that no namespace, process or file of the demo is left.")
+}
+
+// leftovers lists what cleanup should have removed and did not.
+func (d *demo) leftovers() []string {
+	var left []string
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	if d.dir != "" && exists(d.dir) {
+		left = append(left, d.dir)
+	}
+	if d.chain != nil && exists(d.chain.Node.Path()) {
+		left = append(left, d.chain.Node.Path())
+	}
+	if d.pod.Netns != nil && exists(d.pod.Netns.Path()) {
+		left = append(left, d.pod.Netns.Path())
+	}
+	if d.proxy != nil && d.proxy.ProcessState == nil {
+		left = append(left, fmt.Sprintf("stand-in proxy pid %d", d.proxy.Process.Pid))
+	}
+	return left
 }
 
 type demo struct {
@@ -77,6 +99,7 @@ type demo struct {
 	standin string
 	step    int
 	result  *current.Result
+	proxy   *exec.Cmd
 }
 
 func (d *demo) defer_(fn func()) {
@@ -169,7 +192,7 @@ func (d *demo) run() error {
 // and must find the API at the kubeconfig's 127.0.0.1 address.
 func (d *demo) startChain() error {
 	d.section("The pod, from a stand-in API server")
-	kubeconfig := filepath.Join(d.dir, "mesh-cni.kubeconfig") // where PodServer.WriteKubeconfig writes
+	kubeconfig := filepath.Join(d.dir, cnitest.KubeconfigName) // where PodServer.WriteKubeconfig writes
 	chain, err := cnitest.NewChain(d.dir, cnitest.ChainOptions{
 		MeshBinDir: d.dir,
 		MeshConf:   map[string]any{"kubeconfig": kubeconfig},
@@ -183,10 +206,7 @@ func (d *demo) startChain() error {
 		say("deleted the node namespace %s (and with it the bridge mcni0)", chain.Node.Name)
 	})
 	pod := cnitest.SeedPod(podNamespace, podName, redirecttest.SeedAnnotations)
-	if err := ns.WithNetNSPath(chain.Node.Path(), func(ns.NetNS) error {
-		d.srv = cnitest.NewPodServer(pod)
-		return nil
-	}); err != nil {
+	if d.srv, err = cnitest.NewPodServerIn(chain.Node.Path(), pod); err != nil {
 		return err
 	}
 	d.defer_(func() {
@@ -199,8 +219,9 @@ func (d *demo) startChain() error {
 	say("There is no cluster here yet. Until the local-cluster issue lands, the pod comes")
 	say("from a small read-only pod server started by this demo, standing in for the")
 	say("Kubernetes API server: it answers GET /api/v1/namespaces/NS/pods/NAME and nothing")
-	say("else. It listens on %s inside the \"node\" network namespace %s,", d.srv.URL, chain.Node.Name)
-	say("where the plug-in runs; the plug-in reads it through client-go with %s.", kubeconfig)
+	say("else. It listens on %s inside the \"node\" network namespace", d.srv.URL)
+	say("%s, where the plug-in runs; the plug-in reads it through client-go", chain.Node.Name)
+	say("with the kubeconfig %s.", kubeconfig)
 	say("")
 	say("The pod is the seed's productpage pod as the sidecar injector leaves it in CNI mode:")
 	say("  %s/%s", podNamespace, podName)
@@ -335,6 +356,7 @@ func (d *demo) connect() error {
 	if err := proxy.Start(); err != nil {
 		return err
 	}
+	d.proxy = proxy
 	done := make(chan struct{})
 	go func() { _ = proxy.Wait(); close(done) }()
 	d.defer_(func() {
