@@ -1,6 +1,8 @@
 package installer
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -8,7 +10,10 @@ import (
 
 func TestBuildKubeconfigParses(t *testing.T) {
 	ca := []byte("-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n")
-	for _, tokenFile := range []string{"/etc/cni/net.d/mesh-cni-token", `/odd "dir": #x/tok`} {
+	dir := t.TempDir()
+	for _, name := range []string{"mesh-cni-token", `odd "name": #x`} {
+		tokenFile := filepath.Join(dir, name)
+		must(t, os.WriteFile(tokenFile, []byte("tok"), 0o600))
 		b, err := BuildKubeconfig("https://[fd00::1]:443", ca, tokenFile)
 		if err != nil {
 			t.Fatal(err)
@@ -21,7 +26,7 @@ func TestBuildKubeconfigParses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rc.Host != "https://[fd00::1]:443" || string(rc.CAData) != string(ca) || rc.BearerTokenFile != tokenFile || rc.BearerToken != "" {
+		if rc.Host != "https://[fd00::1]:443" || string(rc.CAData) != string(ca) || rc.BearerTokenFile != tokenFile || rc.BearerToken != "tok" {
 			t.Errorf("round trip: host=%q ca=%q tokenFile=%q token=%q", rc.Host, rc.CAData, rc.BearerTokenFile, rc.BearerToken)
 		}
 	}
