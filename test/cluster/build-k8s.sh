@@ -10,6 +10,7 @@
 #   MESH_CNI_CACHE  cache root (default /var/cache/mesh-cni)
 #   K8S_BUILD_P     parallel compile jobs (default 2)
 #   K8S_FORCE=1     rebuild even if the cache is complete
+#   K8S_GOCACHE     Go build cache for this build (default $MESH_CNI_CACHE/gocache)
 # Prints the bin directory as the last line of stdout.
 set -euo pipefail
 
@@ -46,7 +47,7 @@ WORK=$(mktemp -d "$(dirname "$BIN")/.build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/bin"
 
-export GOMAXPROCS=$P CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly"
+export GOMAXPROCS=$P CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly" GOCACHE=$K8S_GOCACHE
 NICE=(nice -n 10)
 
 # progress: go build -v prints one line per package it compiles; count them

@@ -9,3 +9,6 @@ K8S_TAGS=selinux,notest,grpcnotrace
 
 MESH_CNI_CACHE=${MESH_CNI_CACHE:-/var/cache/mesh-cni}
 K8S_BIN_DIR=${K8S_BIN_DIR:-$MESH_CNI_CACHE/k8s-$K8S_VERSION/bin}
+# The Kubernetes build uses its own Go build cache (~4 GB), so a `go clean -cache`
+# elsewhere does not cost a 12-minute rebuild, and the product's cache stays small.
+K8S_GOCACHE=${K8S_GOCACHE:-$MESH_CNI_CACHE/gocache}
