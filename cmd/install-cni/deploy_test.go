@@ -243,3 +243,21 @@ func TestKustomizeBuilds(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsListEveryFlag keeps docs/installer.md's table in step with Flags.
+func TestDocsListEveryFlag(t *testing.T) {
+	b, err := os.ReadFile("../../docs/installer.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, f := range installer.Flags {
+		row := "| `--" + f.Name + "` | `" + f.Env + "` |"
+		if !strings.Contains(doc, row) {
+			t.Errorf("docs/installer.md has no row %q", row)
+		}
+		if f.Default != "" && !strings.Contains(doc, row+" `"+f.Default+"` |") {
+			t.Errorf("docs/installer.md: default of --%s is not %q", f.Name, f.Default)
+		}
+	}
+}

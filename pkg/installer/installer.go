@@ -51,6 +51,7 @@ type Installer struct {
 	// Loop state: touched only by the Run goroutine.
 	own         map[string][32]byte // path -> hash of what we last wrote there
 	ownRemoved  map[string]bool     // paths we removed and whose event is still to come
+	skipLogged  map[string]string   // invalid files already reported, with the reason
 	conversions []Conversion
 	installed   bool
 	passive     bool
@@ -114,6 +115,7 @@ func New(cfg Config) (*Installer, error) {
 		ownerPath:      filepath.Join(cfg.NetDir, OwnerFileName),
 		own:            map[string][32]byte{},
 		ownRemoved:     map[string]bool{},
+		skipLogged:     map[string]string{},
 	}
 	if in.log == nil {
 		in.log = NewLogger(os.Stderr, cfg.LogLevel)

@@ -234,7 +234,10 @@ func (in *Installer) ensureConflist(trigger string) (ok, settle bool, err error)
 		return true, false, nil
 	}
 	for _, s := range plan.Skipped {
-		in.log.Warn("skipped an invalid CNI config file (runtimes skip it too)", "file", s.Name, "reason", s.Reason)
+		if in.skipLogged[s.Name] != s.Reason {
+			in.skipLogged[s.Name] = s.Reason
+			in.log.Warn("skipped an invalid CNI config file (runtimes skip it too)", "file", s.Name, "reason", s.Reason)
+		}
 	}
 	for _, w := range plan.Writes {
 		path := filepath.Join(in.cfg.NetDir, w.Name)
