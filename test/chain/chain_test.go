@@ -42,7 +42,7 @@ func TestSeedPodThroughChain(t *testing.T) {
 			if err := e.chain.Check(p); err != nil {
 				t.Fatalf("CHECK on a fresh pod: %v", err)
 			}
-			if err := p.Netns.Run("iptables-"+string(b), "-t", "nat", "-D", "ISTIO_OUTPUT", "-d", "192.168.0.1/32", "-j", "RETURN"); err != nil {
+			if err := p.Netns.Run("iptables-"+string(b), "-w", "10", "-t", "nat", "-D", "ISTIO_OUTPUT", "-d", "192.168.0.1/32", "-j", "RETURN"); err != nil {
 				t.Fatal(err)
 			}
 			cerr := cniError(t, e.chain.Check(p))

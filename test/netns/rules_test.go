@@ -164,7 +164,7 @@ func TestReapplyTamperCheck(t *testing.T) {
 				{"-t", "nat", "-I", "ISTIO_OUTPUT", "1", "-p", "tcp", "--dport", "443", "-j", "RETURN"},
 				{"-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-j", "ISTIO_OUTPUT"},
 			} {
-				if err := pod.Run("iptables-"+string(b), args...); err != nil {
+				if err := pod.Run("iptables-"+string(b), append([]string{"-w", "10"}, args...)...); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -199,7 +199,7 @@ func TestReapplyTamperCheck(t *testing.T) {
 			}
 
 			// Cleanup removes every chain and jump, and nothing else.
-			if err := pod.Run("iptables-"+string(b), "-t", "nat", "-A", "POSTROUTING", "-j", "RETURN"); err != nil {
+			if err := pod.Run("iptables-"+string(b), "-w", "10", "-t", "nat", "-A", "POSTROUTING", "-j", "RETURN"); err != nil {
 				t.Fatal(err)
 			}
 			if err := redirect.Cleanup(tb, redirect.IPv4); err != nil {
