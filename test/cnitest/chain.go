@@ -70,6 +70,29 @@ func NewChain(dir string, o ChainOptions) (*Chain, error) {
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		return nil, err
 	}
+	return NewChainFromBytes(dir, raw, o.MeshBinDir, DebianPluginDir)
+}
+
+// BridgeConfList is a primary CNI config as a node would have it before
+// mesh-cni is installed: Debian's bridge + host-local, nothing else.
+func BridgeConfList(dir, cniVersion string) []byte {
+	return []byte(fmt.Sprintf(`{
+  "cniVersion": %q,
+  "name": "bridge-net",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "mcni0", "isGateway": true, "ipMasq": false,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "198.18.0.0/24"}]],
+               "dataDir": %q, "routes": [{"dst": "0.0.0.0/0"}]}
+    }
+  ]
+}
+`, cniVersion, filepath.Join(dir, "ipam")))
+}
+
+// NewChainFromBytes runs an existing conflist (say, the one install-cni
+// wrote) with plug-ins searched in binDirs, in a new node namespace.
+func NewChainFromBytes(dir string, raw []byte, binDirs ...string) (*Chain, error) {
 	list, err := libcni.ConfListFromBytes(raw)
 	if err != nil {
 		return nil, err
@@ -80,7 +103,7 @@ func NewChain(dir string, o ChainOptions) (*Chain, error) {
 	}
 	return &Chain{
 		Node: node, Dir: dir, ConfList: list,
-		cni: libcni.NewCNIConfigWithCacheDir([]string{o.MeshBinDir, DebianPluginDir}, filepath.Join(dir, "cache"), nil),
+		cni: libcni.NewCNIConfigWithCacheDir(binDirs, filepath.Join(dir, "cache"), nil),
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package cnitest
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,6 +40,21 @@ func NewPodServer(pods ...*corev1.Pod) *PodServer {
 // chain's node namespace, where the plug-in runs). The listening socket
 // stays in that netns; the serving goroutines need not.
 func NewPodServerIn(path string, pods ...*corev1.Pod) (*PodServer, error) {
+	return podServerIn(path, false, pods)
+}
+
+// NewTLSPodServerIn is NewPodServerIn over HTTPS, as a real API server is;
+// CAPEM gives the certificate a client must trust.
+func NewTLSPodServerIn(path string, pods ...*corev1.Pod) (*PodServer, error) {
+	return podServerIn(path, true, pods)
+}
+
+// CAPEM is the TLS server's self-signed certificate in PEM.
+func (s *PodServer) CAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Server.Certificate().Raw})
+}
+
+func podServerIn(path string, tls bool, pods []*corev1.Pod) (*PodServer, error) {
 	s := newPodServer(pods)
 	err := ns.WithNetNSPath(path, func(ns.NetNS) error {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -48,7 +64,11 @@ func NewPodServerIn(path string, pods ...*corev1.Pod) (*PodServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Server.Start()
+	if tls {
+		s.Server.StartTLS()
+	} else {
+		s.Server.Start()
+	}
 	return s, nil
 }
 
