@@ -91,4 +91,3 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		t.Fatal("garbage parsed")
 	}
 }
-
