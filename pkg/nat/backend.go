@@ -40,7 +40,9 @@ func (b Backend) Resolve() (Backend, error) {
 	}
 	// Cheap first look: with no legacy table registered in this netns
 	// there is nothing to ask iptables-legacy-save about.
-	names, err := os.ReadFile("/proc/net/ip_tables_names")
+	// thread-self, not /proc/net (the main thread's netns): correct even
+	// when the caller's thread has entered another netns.
+	names, err := os.ReadFile("/proc/thread-self/net/ip_tables_names")
 	if err != nil || len(bytes.TrimSpace(names)) == 0 {
 		return NFT, nil
 	}
