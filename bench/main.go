@@ -35,7 +35,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -185,32 +184,12 @@ func (e *env) setup() error {
 		return err
 	}
 	e.script = redirect.FreshScript(redirect.Build(settings, redirect.IPv4))
-	if e.seed, err = seedSpec(); err != nil {
+	if e.seed, err = cnitest.SeedSpec(); err != nil {
 		return err
 	}
 	return nil
 }
 
-// seedSpec reads the seed's expected rules (the copy of
-// ../shared/spec/seed-nat-rules.txt kept in pkg/redirect/testdata) as a
-// ruleset, independent of the code that builds the rules.
-func seedSpec() (redirect.Ruleset, error) {
-	path := filepath.Join(cnitest.RepoRoot(), "pkg", "redirect", "testdata", "seed-nat-rules.txt")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return redirect.Ruleset{}, err
-	}
-	rs := redirect.Ruleset{Family: redirect.IPv4}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 2 && f[0] == "-A" {
-			rs.Rules = append(rs.Rules, redirect.Rule{Chain: f[1], Args: f[2:]})
-		}
-	}
-	if len(rs.Rules) == 0 {
-		return rs, fmt.Errorf("%s: no rules", path)
-	}
-	return rs, nil
-}
 
 // tracker remembers every namespace this run created so that any exit
 // path deletes them; creation and deletion hold the lock, so an interrupt

@@ -27,27 +27,30 @@ func splitList(s string) ([]string, error) {
 	return out, nil
 }
 
-// ParsePorts parses "80,443"; "" means none. Duplicates are dropped, the
-// first occurrence keeps its place (rule order follows the user's order).
-func ParsePorts(s string) ([]uint16, error) {
+// parseList parses a comma-separated list with parse, dropping duplicates;
+// the first occurrence keeps its place (rule order follows the user's order).
+func parseList[T comparable](s string, parse func(string) (T, error)) ([]T, error) {
 	items, err := splitList(s)
 	if err != nil {
 		return nil, err
 	}
-	var out []uint16
-	seen := map[uint16]bool{}
+	var out []T
+	seen := map[T]bool{}
 	for _, it := range items {
-		p, err := parsePort(it)
+		v, err := parse(it)
 		if err != nil {
 			return nil, err
 		}
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
 		}
 	}
 	return out, nil
 }
+
+// ParsePorts parses "80,443"; "" means none.
+func ParsePorts(s string) ([]uint16, error) { return parseList(s, parsePort) }
 
 func parsePort(s string) (uint16, error) {
 	// ParseUint alone would accept "+80" or "0x50"; ports are plain decimals.
@@ -74,25 +77,7 @@ func ParsePortSet(s string) (PortSet, error) {
 
 // ParsePrefixes parses "10.0.0.0/8,fd00::/8"; a bare address is a host route.
 // The prefix is masked so "10.1.2.3/8" becomes 10.0.0.0/8, as iptables would.
-func ParsePrefixes(s string) ([]netip.Prefix, error) {
-	items, err := splitList(s)
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Prefix
-	seen := map[netip.Prefix]bool{}
-	for _, it := range items {
-		p, err := parsePrefix(it)
-		if err != nil {
-			return nil, err
-		}
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
+func ParsePrefixes(s string) ([]netip.Prefix, error) { return parseList(s, parsePrefix) }
 
 func parsePrefix(s string) (netip.Prefix, error) {
 	var p netip.Prefix
@@ -131,21 +116,11 @@ func ParsePrefixSet(s string) (PrefixSet, error) {
 var ifaceName = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,15}$`)
 
 // ParseInterfaces parses "eth1,net1".
-func ParseInterfaces(s string) ([]string, error) {
-	items, err := splitList(s)
-	if err != nil {
-		return nil, err
+func ParseInterfaces(s string) ([]string, error) { return parseList(s, parseInterface) }
+
+func parseInterface(s string) (string, error) {
+	if !ifaceName.MatchString(s) || s == "." || s == ".." {
+		return "", fmt.Errorf("%q is not a valid interface name", s)
 	}
-	var out []string
-	seen := map[string]bool{}
-	for _, it := range items {
-		if !ifaceName.MatchString(it) || it == "." || it == ".." {
-			return nil, fmt.Errorf("%q is not a valid interface name", it)
-		}
-		if !seen[it] {
-			seen[it] = true
-			out = append(out, it)
-		}
-	}
-	return out, nil
+	return s, nil
 }

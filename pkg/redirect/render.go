@@ -4,13 +4,16 @@ import (
 	"strings"
 )
 
-// Render is the ruleset as iptables-restore input for the nat table: the
-// chains declared (which, under --noflush, also empties them) and the rules.
-func Render(rs Ruleset) string {
+// script is one iptables-restore transaction on the nat table: the
+// prelude lines (declarations, deletions), then the rules.
+func script(prelude []string, rules []Rule) string {
 	var b strings.Builder
 	b.WriteString("*nat\n")
-	declare(&b)
-	for _, r := range rs.Rules {
+	for _, l := range prelude {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	for _, r := range rules {
 		b.WriteString(r.String())
 		b.WriteByte('\n')
 	}
@@ -18,11 +21,18 @@ func Render(rs Ruleset) string {
 	return b.String()
 }
 
-func declare(b *strings.Builder) {
+// declarations declare our chains; under --noflush that also empties them.
+func declarations() []string {
+	out := make([]string, 0, len(OwnChains))
 	for _, c := range OwnChains {
-		b.WriteString(":" + c + " - [0:0]\n")
+		out = append(out, ":"+c+" - [0:0]")
 	}
+	return out
 }
+
+// Render is the ruleset as iptables-restore input for the nat table: the
+// chains declared and the rules.
+func Render(rs Ruleset) string { return script(declarations(), rs.Rules) }
 
 // String is the rule as an iptables-restore line.
 func (r Rule) String() string { return "-A " + r.Chain + " " + strings.Join(r.Args, " ") }
@@ -32,47 +42,11 @@ func (r Rule) String() string { return "-A " + r.Chain + " " + strings.Join(r.Ar
 // deleted (so re-ADD never duplicates them, and tampering is undone), our
 // chains are declared (flushing them) and refilled. Nothing else is touched.
 func ApplyScript(rs Ruleset, cur Table) string {
-	var b strings.Builder
-	b.WriteString("*nat\n")
-	declare(&b)
+	prelude := declarations()
 	for _, l := range cur.jumpsIntoOwn() {
-		b.WriteString("-D " + l + "\n")
+		prelude = append(prelude, "-D "+l)
 	}
-	for _, r := range rs.Rules {
-		b.WriteString(r.String())
-		b.WriteByte('\n')
-	}
-	b.WriteString("COMMIT\n")
-	return b.String()
-}
-
-// CleanupScript removes every mesh-cni jump and chain present in cur, in one
-// transaction. It returns "" when there is nothing to remove.
-func CleanupScript(cur Table) string {
-	jumps := cur.jumpsIntoOwn()
-	var present []string
-	for _, c := range OwnChains {
-		if cur.Has(c) {
-			present = append(present, c)
-		}
-	}
-	if len(jumps) == 0 && len(present) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("*nat\n")
-	for _, l := range jumps {
-		b.WriteString("-D " + l + "\n")
-	}
-	// Flush all before deleting any: our chains jump into each other.
-	for _, c := range present {
-		b.WriteString("-F " + c + "\n")
-	}
-	for _, c := range present {
-		b.WriteString("-X " + c + "\n")
-	}
-	b.WriteString("COMMIT\n")
-	return b.String()
+	return script(prelude, rs.Rules)
 }
 
 // FreshScript programs a netns that holds none of our chains yet — the
@@ -81,15 +55,35 @@ func CleanupScript(cur Table) string {
 // table and replaces what is there (ApplyScript). This saves the
 // iptables-save on the path every new pod takes.
 func FreshScript(rs Ruleset) string {
-	var b strings.Builder
-	b.WriteString("*nat\n")
+	prelude := make([]string, 0, len(OwnChains))
 	for _, c := range OwnChains {
-		b.WriteString("-N " + c + "\n")
+		prelude = append(prelude, "-N "+c)
 	}
-	for _, r := range rs.Rules {
-		b.WriteString(r.String())
-		b.WriteByte('\n')
+	return script(prelude, rs.Rules)
+}
+
+// CleanupScript removes every mesh-cni jump and chain present in cur, in one
+// transaction. It returns "" when there is nothing to remove.
+func CleanupScript(cur Table) string {
+	var prelude []string
+	for _, l := range cur.jumpsIntoOwn() {
+		prelude = append(prelude, "-D "+l)
 	}
-	b.WriteString("COMMIT\n")
-	return b.String()
+	var present []string
+	for _, c := range OwnChains {
+		if cur.Has(c) {
+			present = append(present, c)
+		}
+	}
+	if len(prelude) == 0 && len(present) == 0 {
+		return ""
+	}
+	// Flush all before deleting any: our chains jump into each other.
+	for _, c := range present {
+		prelude = append(prelude, "-F "+c)
+	}
+	for _, c := range present {
+		prelude = append(prelude, "-X "+c)
+	}
+	return script(prelude, nil)
 }

@@ -324,7 +324,7 @@ func (d *demo) showRules() error {
 		say("6 is tcp and 0 is all, the names the seed's output shows.)")
 	}
 	say("")
-	seed, err := seedSpec()
+	seed, err := cnitest.SeedSpec()
 	if err != nil {
 		return err
 	}
@@ -456,25 +456,6 @@ func (d *demo) checkDel() error {
 	return nil
 }
 
-// seedSpec reads the seed's expected rules (the copy of
-// ../shared/spec/seed-nat-rules.txt kept in pkg/redirect/testdata).
-func seedSpec() (redirect.Ruleset, error) {
-	path := filepath.Join(cnitest.RepoRoot(), "pkg", "redirect", "testdata", "seed-nat-rules.txt")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return redirect.Ruleset{}, err
-	}
-	rs := redirect.Ruleset{Family: redirect.IPv4}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 2 && f[0] == "-A" {
-			rs.Rules = append(rs.Rules, redirect.Rule{Chain: f[1], Args: f[2:]})
-		}
-	}
-	if len(rs.Rules) == 0 {
-		return rs, fmt.Errorf("%s: no rules", path)
-	}
-	return rs, nil
-}
 
 func mustLook(name string) string {
 	p, err := exec.LookPath(name)
