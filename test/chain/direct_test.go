@@ -86,7 +86,14 @@ func TestEveryVersionPassesThrough(t *testing.T) {
 			}
 		})
 	}
-	out, _, code := execPlugin(t, "VERSION", "", "", map[string]any{"cniVersion": "1.1.0"})
+	// Not a Kubernetes pod: passed through without a lookup (the kubeconfig
+	// does not even exist).
+	out, stderr, code := execPlugin(t, "ADD", "/run/netns/none", "IgnoreUnknown=1",
+		netconf("1.0.0", map[string]any{"prevResult": prevResult("1.0.0")}))
+	if code != 0 || !strings.Contains(out, "198.18.0.5/24") || !strings.Contains(stderr, "not a Kubernetes pod") {
+		t.Fatalf("non-Kubernetes ADD: exit %d %s %s", code, out, stderr)
+	}
+	out, _, code = execPlugin(t, "VERSION", "", "", map[string]any{"cniVersion": "1.1.0"})
 	for _, v := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		if code != 0 || !strings.Contains(out, `"`+v+`"`) {
 			t.Fatalf("VERSION does not list %s: %s", v, out)
