@@ -11,10 +11,12 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshcni/mesh-cni/pkg/config"
 	"github.com/meshcni/mesh-cni/pkg/k8s"
 	"github.com/meshcni/mesh-cni/pkg/nat"
+	"github.com/meshcni/mesh-cni/pkg/podcheck"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
 )
 
@@ -68,10 +70,10 @@ func guard(fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 
 // invocation is one verb's parsed input.
 type invocation struct {
-	cfg  *config.Config
-	log  *slog.Logger
-	pod  podRef
-	isK8 bool
+	cfg   *config.Config
+	log   *slog.Logger
+	pod   podRef
+	isK8s bool
 }
 
 func (p *Plugin) begin(args *skel.CmdArgs, verb string) (*invocation, func(), error) {
@@ -85,7 +87,7 @@ func (p *Plugin) begin(args *skel.CmdArgs, verb string) (*invocation, func(), er
 		log = log.With("pod", ref.String())
 	}
 	log = log.With("verb", verb)
-	return &invocation{cfg: cfg, log: log, pod: ref, isK8: isK8s}, closeLog, nil
+	return &invocation{cfg: cfg, log: log, pod: ref, isK8s: isK8s}, closeLog, nil
 }
 
 // Add passes the previous result through and, for a qualifying pod,
@@ -158,12 +160,12 @@ type plan struct {
 // plan decides, from CNI_ARGS, the config and the pod, whether the pod is
 // redirected and with which rules. nil, nil means "leave the pod alone".
 func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
-	if !inv.isK8 {
+	if !inv.isK8s {
 		inv.log.Info("not a Kubernetes pod (no K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS); passing through")
 		return nil, nil
 	}
-	if v, decided := podcheckPre(inv); decided {
-		inv.log.Info("pod not redirected", "reason", v)
+	if v, decided := podcheck.PreLookup(inv.pod.Namespace, inv.pod.Name, inv.cfg.Pods); decided {
+		inv.log.Info("pod not redirected", "reason", v.Reason)
 		return nil, nil
 	}
 	pod, err := p.lookup(inv)
@@ -179,7 +181,7 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 		}
 		return nil, cniErr(code, "%v (failurePolicy %s)", err, inv.cfg.FailurePolicy)
 	}
-	verdict := podcheckFull(pod, inv)
+	verdict := podcheck.Check(pod, inv.cfg.Pods)
 	if !verdict.Redirect {
 		inv.log.Info("pod not redirected", "reason", verdict.Reason)
 		return nil, nil
@@ -200,7 +202,7 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 	return pl, nil
 }
 
-func (p *Plugin) lookup(inv *invocation) (podT, error) {
+func (p *Plugin) lookup(inv *invocation) (*corev1.Pod, error) {
 	retry := k8s.DefaultRetry(inv.cfg.PodLookupTimeout)
 	getter, err := p.NewPodGetter(inv.cfg.Kubeconfig, retry.PerRequest)
 	if err != nil {

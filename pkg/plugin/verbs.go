@@ -9,23 +9,11 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshcni/mesh-cni/pkg/config"
 	"github.com/meshcni/mesh-cni/pkg/podcheck"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
 )
-
-type podT = *corev1.Pod
-
-func podcheckPre(inv *invocation) (string, bool) {
-	v, decided := podcheck.PreLookup(inv.pod.Namespace, inv.pod.Name, inv.cfg.Pods)
-	return v.Reason, decided
-}
-
-func podcheckFull(pod podT, inv *invocation) podcheck.Verdict {
-	return podcheck.Check(pod, inv.cfg.Pods)
-}
 
 // prevResultFamilies: IPv4 always (the seed's rules); IPv6 too when the
 // primary plug-in gave the pod an IPv6 address. Without a result (DEL may
@@ -55,11 +43,11 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		return err
 	}
 	defer done()
-	if !inv.isK8 {
+	if !inv.isK8s {
 		return nil
 	}
-	if reason, decided := podcheckPre(inv); decided {
-		inv.log.Debug("nothing to remove", "reason", reason)
+	if v, decided := podcheck.PreLookup(inv.pod.Namespace, inv.pod.Name, inv.cfg.Pods); decided {
+		inv.log.Debug("nothing to remove", "reason", v.Reason)
 		return nil
 	}
 	if args.Netns == "" {
