@@ -128,7 +128,8 @@ step "kubectl apply --dry-run=server -k deploy/"
 check "the real API server accepts deploy/ (server-side dry run)" \
 	kubectl_ apply --dry-run=server -k "$DEPLOY"
 
-# the locally built image instead of whatever deploy/ names
+# deploy/ is applied as it is: the locally built image is imported under the
+# name deploy/ gives it (imagePullPolicy IfNotPresent finds it, no registry).
 kubectl_ kustomize "$DEPLOY" | kubectl_ create --dry-run=client -o json -f - >"$WORK/deploy.json" 2>/dev/null ||
 	die "cannot render deploy/"
 ds=$(jq -c 'if .kind == "List" then .items[] else . end | select(.kind == "DaemonSet")' "$WORK/deploy.json" | head -1)
@@ -136,26 +137,17 @@ ds_ns=$(jq -r '.metadata.namespace // "default"' <<<"$ds")
 ds_name=$(jq -r '.metadata.name // empty' <<<"$ds")
 orig_image=$(jq -r '.spec.template.spec.containers[0].image // empty' <<<"$ds")
 [[ -n $orig_image && -n $ds_name ]] || die "no DaemonSet found in deploy/"
-mkdir -p "$WORK/overlay"
-cat >"$WORK/overlay/kustomization.yaml" <<EOF
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-- $(realpath --relative-to="$WORK/overlay" "$DEPLOY")
-images:
-- name: $(img=${orig_image%@*}; last=${img##*/}; [[ $last == *:* ]] && img=${img%:*}; echo "$img")
-  newName: ${INSTALL_IMAGE%:*}
-  newTag: $IMAGE_TAG
-patches:
-- target: {kind: DaemonSet, name: $ds_name}
-  patch: |-
-    - op: add
-      path: /spec/template/spec/containers/0/imagePullPolicy
-      value: IfNotPresent
-EOF
+# the fully qualified reference the CRI resolves it to
+full_image=$orig_image
+first=${orig_image%%/*}
+if [[ $orig_image != */* ]]; then full_image=docker.io/library/$orig_image
+elif [[ $first != *.* && $first != *:* && $first != localhost ]]; then full_image=docker.io/$orig_image; fi
+[[ ${full_image##*/} == *:* || $full_image == *@* ]] || full_image=$full_image:latest
+ctr_ images tag --force "$INSTALL_IMAGE" "$full_image" >/dev/null || die "tagging $full_image"
+log "install-cni image available as $orig_image ($full_image)"
 
-step "install: kubectl apply -k deploy/ (image $INSTALL_IMAGE)"
-kubectl_ apply -k "$WORK/overlay" >&2
+step "install: kubectl apply -k deploy/ (image $orig_image = $INSTALL_IMAGE)"
+kubectl_ apply -k "$DEPLOY" >&2
 check "DaemonSet $ds_ns/$ds_name rolled out" \
 	kubectl_ rollout status -n "$ds_ns" "ds/$ds_name" --timeout=120s
 check "installer put mesh-cni in $CNI_BIN_DIR" wait_for "mesh-cni binary" 60 test -x "$CNI_BIN_DIR/mesh-cni"
@@ -275,7 +267,7 @@ else
 fi
 
 step "uninstall: kubectl delete -k deploy/"
-kubectl_ delete -k "$WORK/overlay" --wait=true --timeout=120s >&2
+kubectl_ delete -k "$DEPLOY" --wait=true --timeout=120s >&2
 wait_for "installer pods gone" 120 bash -c "[[ -z \$($K8S_BIN_DIR/kubectl --kubeconfig $KUBECONFIG_ADMIN get pods -n $ds_ns -o name 2>/dev/null | grep ${ds_name}) ]]"
 check "mesh-cni binary removed from the node" wait_for "binary gone" 60 test ! -e "$CNI_BIN_DIR/mesh-cni"
 check "mesh-cni entry removed from the conflist" wait_for "entry gone" 60 bash -c "! grep -qs '\"mesh-cni\"' $CNI_CONF_DIR/*.conflist"
