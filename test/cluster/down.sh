@@ -31,9 +31,10 @@ if pid_alive "$(daemon_pid containerd)" && [[ -x $K8S_BIN_DIR/crictl ]]; then
 			log "crictl rmp did not finish cleanly; cleaning up by hand"
 	fi
 fi
-stop_daemon kube-scheduler
-stop_daemon kube-controller-manager
-stop_daemon containerd 30
+stop_daemon kube-scheduler &
+stop_daemon kube-controller-manager &
+stop_daemon containerd 30 &
+wait
 stop_daemon kube-apiserver 30
 stop_daemon etcd 30
 
@@ -107,6 +108,23 @@ clean_iptables() {
 }
 clean_iptables iptables
 clean_iptables ip6tables
+# nftables tables that iptables-nft created for the cluster and that are now
+# empty (only its base chains, no rules): gone too, as before up.sh
+new_empty_nft_tables() {
+	command -v nft >/dev/null && [[ -f $BASELINE/nft.tables ]] || return 0
+	local fam name
+	while read -r _ fam name; do
+		grep -qxF "table $fam $name" "$BASELINE/nft.tables" && continue
+		# a rule, or a chain without a hook (a user chain), keeps the table
+		nft -j list table "$fam" "$name" 2>/dev/null |
+			jq -e '[.nftables[] | select(.rule or .set or .map or (.chain and (.chain.hook | not)))] | length == 0' >/dev/null &&
+			echo "$fam $name"
+	done < <(nft list tables 2>/dev/null)
+}
+while read -r fam name; do
+	[[ -n $fam ]] || continue
+	nft delete table "$fam" "$name" && log "removed empty nftables table $fam $name"
+done < <(new_empty_nft_tables)
 
 # ---------------------------------------------------------------- sysctls
 if ((have_baseline)); then
@@ -167,6 +185,8 @@ for t in iptables ip6tables; do
 	left=$(comm -13 "$BASELINE/$t.chains" <("$t-save" 2>/dev/null | awk '/^:/{print $1}' | sort -u) | grep -E '^:(KUBE-|CNI-|MESHCNI-E2E)')
 	[[ -n $left ]] && problem "$t chains left: $(echo $left)"
 done
+left=$(new_empty_nft_tables)
+[[ -n $left ]] && problem "empty nftables tables left: $(echo $left)"
 if ((have_baseline)); then
 	while IFS='=' read -r k v; do
 		p=$(sysctl_path "$k")

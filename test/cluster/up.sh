@@ -109,6 +109,7 @@ for h in /sys/fs/cgroup/*/; do
 	[[ -d $h ]] && find "$h" -mindepth 1 -maxdepth 1 -type d
 done 2>/dev/null | sort >"$BASELINE/cgroups"
 for f in "$CNI_CONF_DIR"/* "$CNI_BIN_DIR"/*; do [[ -e $f ]] && echo "$f"; done >"$BASELINE/cni-files" 2>/dev/null || true
+nft list tables 2>/dev/null | sort >"$BASELINE/nft.tables" || true
 
 # ---------------------------------------------------------------- PKI
 log "generating CA, serving/client certificates and the service-account key"
@@ -207,6 +208,7 @@ start_daemon kube-controller-manager kube-controller-manager \
 	--service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
 	--service-cluster-ip-range "$SERVICE_CIDR" \
 	--cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+	--flex-volume-plugin-dir "$STATE/kcm-flexvolume" \
 	--profiling=false
 start_daemon kube-scheduler kube-scheduler \
 	--kubeconfig "$STATE/scheduler.kubeconfig" \
@@ -339,6 +341,7 @@ start_daemon kubelet kubelet \
 	--config "$STATE/kubelet-config.yaml" \
 	--kubeconfig "$STATE/kubelet.kubeconfig" \
 	--root-dir "$STATE/kubelet" \
+	--cert-dir "$STATE/kubelet/pki" \
 	--hostname-override "$NODE_NAME" \
 	--v 1
 log "waiting for node $NODE_NAME to be Ready"
