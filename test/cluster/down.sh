@@ -27,7 +27,7 @@ if pid_alive "$(daemon_pid containerd)" && [[ -x $K8S_BIN_DIR/crictl ]]; then
 	n=$(crictl_ pods -q 2>/dev/null | wc -l)
 	if ((n > 0)); then
 		log "removing $n pod sandbox(es) through the CRI"
-		timeout 120 "$K8S_BIN_DIR/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 60s rmp -a -f >/dev/null 2>&1 ||
+		timeout 120 "$K8S_BIN_DIR/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 60s rmp -a -f >/dev/null 2>"$LOGS/crictl-rmp.log" ||
 			log "crictl rmp did not finish cleanly; cleaning up by hand"
 	fi
 fi
@@ -177,7 +177,7 @@ for d in /proc/[0-9]*; do
 	((pid == $$)) && continue
 	is_ours "$pid" && problem "process $pid: $(tr '\0' ' ' <"$d/cmdline")"
 done
-findmnt -rn -o TARGET | awk -v s="$STATE/" 'index($0, s) == 1' | grep -q . && problem "mounts left under $STATE"
+[[ -n $(findmnt -rn -o TARGET | awk -v s="$STATE/" 'index($0, s) == 1') ]] && problem "mounts left under $STATE"
 left=$(comm -13 "$BASELINE/netns" <(ip netns list 2>/dev/null | awk '{print $1}' | sort) | grep '^cni-')
 [[ -n $left ]] && problem "netns left: $left"
 ip link show "$CNI_BRIDGE" >/dev/null 2>&1 && problem "bridge $CNI_BRIDGE left"

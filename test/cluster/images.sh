@@ -22,7 +22,9 @@ gobuild() { # out pkg
 
 import() { # tar name
 	ctr_ images import "$1" >/dev/null
-	ctr_ images ls -q | grep -qxF "$2" || die "image $2 not found after import"
+	local have
+	have=$(ctr_ images ls -q)
+	grep -qxF "$2" <<<"$have" || die "image $2 not found after import"
 	log "imported $2"
 }
 

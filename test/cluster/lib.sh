@@ -74,7 +74,7 @@ log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 kubectl_() { "$K8S_BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
-crictl_() { "$K8S_BIN_DIR/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --image-endpoint "unix://$CONTAINERD_SOCK" "$@"; }
+crictl_() { "$K8S_BIN_DIR/crictl" --config "$STATE/crictl.yaml" "$@"; }
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
 # start NAME CMD...: run a daemon in its own session, log to $LOGS/NAME.log.

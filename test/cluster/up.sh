@@ -20,7 +20,7 @@ healthy() {
 	for d in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
 		pid_alive "$(daemon_pid $d)" || return 1
 	done
-	kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
+	[[ $(kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 
 hint() {
@@ -295,6 +295,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     max_conf_num = 1
 EOF
 start_daemon containerd containerd --config "$STATE/containerd/config.toml"
+cat >"$STATE/crictl.yaml" <<EOF
+runtime-endpoint: unix://$CONTAINERD_SOCK
+image-endpoint: unix://$CONTAINERD_SOCK
+timeout: 30
+EOF
 wait_for "containerd" 30 ctr --address "$CONTAINERD_SOCK" version
 
 # ---------------------------------------------------------------- images
@@ -352,8 +357,8 @@ wait_for "default service account" 60 kubectl_ get serviceaccount default -n def
 cat >"$STATE/env" <<EOF
 export KUBECONFIG=$KUBECONFIG_ADMIN
 export PATH=$K8S_BIN_DIR:\$PATH
-export CONTAINER_RUNTIME_ENDPOINT=unix://$CONTAINERD_SOCK
-export IMAGE_SERVICE_ENDPOINT=unix://$CONTAINERD_SOCK
+export CRI_CONFIG_FILE=$STATE/crictl.yaml
+export CONTAINERD_ADDRESS=$CONTAINERD_SOCK CONTAINERD_NAMESPACE=k8s.io
 EOF
 echo "cluster is up: run '. $STATE/env' for kubectl/crictl; 'make cluster-down' (test/cluster/down.sh) removes it" >"$STATE/hint"
 date +%s >"$STATE/up.ok"
