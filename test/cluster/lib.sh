@@ -1,5 +1,5 @@
 # Shared settings and helpers for test/cluster/*.sh (sourced, not run).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$CLUSTER_DIR/../.." && pwd)
 # shellcheck source=versions.sh

@@ -1,5 +1,5 @@
 # Versions and paths shared by the test/cluster scripts (sourced, not run).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 K8S_VERSION=v1.37.2
 K8S_MAJOR=1
 K8S_MINOR=37
