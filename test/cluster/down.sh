@@ -42,7 +42,7 @@ stop_daemon etcd 30
 # started with a path under the state dir
 is_ours() {
 	local cmd comm
-	cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
 	[[ $cmd == *"$CONTAINERD_SOCK"* ]] && return 0
 	comm=$(cat "/proc/$1/comm" 2>/dev/null)
 	case $comm in etcd | containerd* | kube-* | kubelet) [[ $cmd == *"$STATE/"* ]] ;; *) return 1 ;; esac
@@ -175,7 +175,7 @@ done
 for d in /proc/[0-9]*; do
 	pid=${d#/proc/}
 	((pid == $$)) && continue
-	is_ours "$pid" && problem "process $pid: $(tr '\0' ' ' <"$d/cmdline")"
+	is_ours "$pid" && problem "process $pid: $(tr '\0' ' ' 2>/dev/null <"$d/cmdline")"
 done
 [[ -n $(findmnt -rn -o TARGET | awk -v s="$STATE/" 'index($0, s) == 1') ]] && problem "mounts left under $STATE"
 left=$(comm -13 "$BASELINE/netns" <(ip netns list 2>/dev/null | awk '{print $1}' | sort) | grep '^cni-')

@@ -14,13 +14,33 @@ set -euo pipefail
 [[ $(id -u) == 0 ]] || die "must run as root"
 T0=$SECONDS
 
+# wait_up DAEMON TIMEOUT CMD...: poll CMD, give up at once if DAEMON exited
+wait_up() {
+	local d=$1 t=$2 i
+	shift 2
+	for ((i = 0; i < t; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		if ! pid_alive "$(daemon_pid "$d")"; then
+			log "$d exited; last lines of $LOGS/$d.log:"
+			tail -n 20 "$LOGS/$d.log" >&2
+			return 1
+		fi
+		sleep 1
+	done
+	log "timed out after ${t}s waiting for $d ($*)"
+	return 1
+}
+node_ready() {
+	[[ $(kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+
 healthy() {
 	[[ -f $STATE/up.ok ]] || return 1
 	local d
 	for d in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
 		pid_alive "$(daemon_pid $d)" || return 1
 	done
-	[[ $(kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+	node_ready
 }
 
 hint() {
@@ -68,13 +88,14 @@ install_packages
 # From here on, a failure tears down what was started.
 on_exit() {
 	local rc=$?
+	set +e
 	if ((rc != 0)); then
 		log "up.sh failed (rc=$rc); last lines of the logs:"
 		local f
 		for f in "$LOGS"/*.log; do
 			[[ -f $f ]] || continue
-			echo "----- $f" >&2
-			tail -n 15 "$f" >&2
+			echo "----- $f (last errors)" >&2
+			grep -E '^(E[0-9]{4}|F[0-9]{4})|level=(error|fatal)|"level":"(error|fatal)"|[Ee]rror' "$f" | tail -n 8 >&2
 		done
 		if [[ ${CLUSTER_KEEP_ON_FAILURE:-0} == 1 ]]; then
 			log "CLUSTER_KEEP_ON_FAILURE=1: leaving it as it is; run test/cluster/down.sh"
@@ -140,6 +161,7 @@ log "generating CA, serving/client certificates and the service-account key"
 	cert scheduler "/CN=system:kube-scheduler" "" clientAuth
 	cert kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "" clientAuth
 	cert kubelet "/CN=$NODE_NAME" "IP:127.0.0.1,DNS:localhost" serverAuth
+	cert front-proxy-client "/CN=front-proxy-client" "" clientAuth
 	openssl genrsa -out sa.key 2048 2>/dev/null
 	openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 )
@@ -176,7 +198,7 @@ start_daemon etcd etcd --name mesh-cni-e2e --data-dir "$STATE/etcd" \
 	--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
 	--initial-cluster "mesh-cni-e2e=http://127.0.0.1:$ETCD_PEER_PORT" \
 	--quota-backend-bytes 2147483648
-wait_for "etcd" 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+wait_up etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
 # ---------------------------------------------------------------- apiserver
 start_daemon kube-apiserver kube-apiserver \
@@ -192,10 +214,14 @@ start_daemon kube-apiserver kube-apiserver \
 	--service-account-issuer https://kubernetes.default.svc.cluster.local \
 	--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
 	--service-cluster-ip-range "$SERVICE_CIDR" \
+	--requestheader-client-ca-file "$PKI/ca.crt" --requestheader-allowed-names front-proxy-client \
+	--requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+	--requestheader-extra-headers-prefix X-Remote-Extra- \
+	--proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
 	--allow-privileged=true \
 	--enable-admission-plugins NodeRestriction \
 	--profiling=false
-wait_for "kube-apiserver /readyz" 90 kubectl_ get --raw /readyz
+wait_up kube-apiserver 90 kubectl_ get --raw /readyz
 log "kube-apiserver ready on https://127.0.0.1:$APISERVER_PORT"
 
 # ---------------------------------------------------------------- controller-manager, scheduler
@@ -300,7 +326,7 @@ runtime-endpoint: unix://$CONTAINERD_SOCK
 image-endpoint: unix://$CONTAINERD_SOCK
 timeout: 30
 EOF
-wait_for "containerd" 30 ctr --address "$CONTAINERD_SOCK" version
+wait_up containerd 30 ctr --address "$CONTAINERD_SOCK" version
 
 # ---------------------------------------------------------------- images
 "$CLUSTER_DIR/images.sh" pause
@@ -350,8 +376,8 @@ start_daemon kubelet kubelet \
 	--hostname-override "$NODE_NAME" \
 	--v 1
 log "waiting for node $NODE_NAME to be Ready"
-wait_for "node registration" 60 kubectl_ get node "$NODE_NAME"
-kubectl_ wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s >/dev/null
+wait_up kubelet 60 kubectl_ get node "$NODE_NAME"
+wait_up kubelet 120 node_ready
 wait_for "default service account" 60 kubectl_ get serviceaccount default -n default
 
 cat >"$STATE/env" <<EOF
