@@ -7,6 +7,9 @@ CRICTL_VERSION=v1.36.0
 # the tags Kubernetes' own release build uses (hack/lib/golang.sh)
 K8S_TAGS=selinux,notest,grpcnotrace
 
+# go from the machine's usual place when PATH lacks it (sudo, CI)
+command -v go >/dev/null 2>&1 || PATH=$PATH:/usr/local/go/bin
+
 MESH_CNI_CACHE=${MESH_CNI_CACHE:-/var/cache/mesh-cni}
 K8S_BIN_DIR=${K8S_BIN_DIR:-$MESH_CNI_CACHE/k8s-$K8S_VERSION/bin}
 # The Kubernetes build uses its own Go build cache (~4 GB), so a `go clean -cache`

@@ -33,6 +33,14 @@ finish() {
 		log "E2E_KEEP_CLUSTER=1: cluster left running"
 		cat "$STATE/hint" 2>/dev/null
 	else
+		if ((fail > 0 || rc != 0)); then
+			step "diagnostics (a check failed)"
+			kubectl_ get pods -A -o wide 2>&1 | head -40
+			kubectl_ logs -n "${ds_ns:-mesh-cni-system}" "ds/${ds_name:-mesh-cni-node}" --tail=40 2>&1
+			echo "--- containerd log, CNI lines:"
+			grep -iE 'cni|mesh' "$LOGS/containerd.log" 2>/dev/null | tail -n 30
+			export CLUSTER_KEEP_LOGS=${CLUSTER_KEEP_LOGS:-$MESH_CNI_CACHE/last-e2e-logs}
+		fi
 		step "tear down"
 		if "$CLUSTER_DIR/down.sh" >&2; then ok "host restored after the cluster (processes, netns, chains, sysctls, files)"
 		else bad "host restored after the cluster"; fi
