@@ -85,7 +85,7 @@ install_packages
 # containerd uses the lexically first network config in the conf dir: a
 # foreign one there would silently become the cluster's primary CNI
 foreign=$(find "$CNI_CONF_DIR" -maxdepth 1 -type f \( -name '*.conf' -o -name '*.conflist' -o -name '*.json' \) \
-	! -name "$(basename "$PRIMARY_CONFLIST")" 2>/dev/null)
+	! -name "$(basename "$PRIMARY_CONFLIST")" 2>/dev/null || true)
 [[ -z $foreign ]] || die "$CNI_CONF_DIR already holds network configs (${foreign//$'\n'/ }); move them away first"
 
 # ---------------------------------------------------------------- binaries
