@@ -8,8 +8,7 @@
 #   images.sh install-cni   localhost/mesh-cni/install-cni:e2e  from deploy/Dockerfile + bin/ (make build)
 #   images.sh all
 #
-# The stand-in comes from test/standin; while that does not exist, from
-# test/cluster/images/standin-placeholder.
+# The stand-in is test/standin (docs/contract.md).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -40,17 +39,8 @@ img_pause() {
 	pack_import "$PAUSE_IMAGE" "$OUT/pause.tar" --entrypoint '["/pause"]' "$OUT/pause:/pause"
 }
 
-standin_pkg() {
-	if compgen -G "$REPO_ROOT/test/standin/*.go" >/dev/null; then
-		echo ./test/standin
-	else
-		log "test/standin not there yet: using test/cluster/images/standin-placeholder" >&2
-		echo ./test/cluster/images/standin-placeholder
-	fi
-}
-
 img_standin() {
-	gobuild "$OUT/standin" "$(standin_pkg)"
+	gobuild "$OUT/standin" ./test/standin
 	pack_import "localhost/mesh-cni/app:$IMAGE_TAG" "$OUT/app.tar" \
 		--entrypoint '["/usr/local/bin/standin"]' --cmd '["app","--listen",":9080"]' \
 		"$OUT/standin:/usr/local/bin/standin"
