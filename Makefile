@@ -10,7 +10,7 @@ BIN     := bin
 # nft), the CNI reference plug-ins in /usr/lib/cni, ip and nsenter.
 DEB_PACKAGES := iptables containernetworking-plugins iproute2 util-linux
 
-.PHONY: all build deps test test-unit demo bench clean
+.PHONY: all build deps test test-unit demo demo-netns bench clean k8s-binaries cluster-up cluster-down e2e
 
 all: build
 
@@ -39,8 +39,29 @@ test: deps
 test-unit:
 	$(GO) test -count=1 ./pkg/...
 
-demo: deps
+# The seed's "Verify the iptables rules" on a real one-node cluster: cluster up
+# (Kubernetes builds once, ~12-20 min, then cached), deploy/, Bookinfo, the nat
+# table found the seed's way, one redirected request; the cluster stays up.
+demo: deps build
+	test/e2e/demo.sh
+
+# The same verification without a cluster: the real CNI chain through libcni
+# in network namespaces, with a read-only pod server for the API.
+demo-netns: deps
 	$(GO) run ./test/demo
+
+# Local one-node Kubernetes (docs/cluster.md), binaries cached in /var/cache/mesh-cni.
+k8s-binaries:
+	test/cluster/build-k8s.sh
+cluster-up:
+	test/cluster/up.sh
+cluster-down:
+	test/cluster/down.sh
+
+# deploy/ and the seed's Bookinfo on that cluster; tears it down and checks the
+# host is as it was. Ends with "e2e: N passed, N failed".
+e2e: deps build
+	test/e2e/e2e.sh
 
 # ADD latency against the floor (docs/bench.md), then install-cni's
 # re-insert latency after a primary CNI rewrites its file.
