@@ -501,7 +501,7 @@ func (e *env) floor(n *cnitest.Netns) (get, restore time.Duration, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	if pod.Annotations[redirect.AnnoExcludeOutboundIPRanges] == "" {
+	if pod.Metadata.Annotations[redirect.AnnoExcludeOutboundIPRanges] == "" {
 		return 0, 0, fmt.Errorf("pod GET returned a pod without the seed's annotation")
 	}
 	return mid.Sub(start), end.Sub(mid), nil

@@ -2,19 +2,24 @@ package k8s
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshcni/mesh-cni/pkg/pod"
 )
 
-// Client is a PodGetter over client-go's REST client. It registers core/v1
-// alone instead of linking the generated clientset, whose scheme of every
-// API group costs the plug-in megabytes and milliseconds at every exec.
+// Client is a PodGetter over client-go's REST client. It registers no API
+// types beyond metav1's Status (for error answers) and decodes the pod's
+// JSON into pod.Pod: the generated clientset and k8s.io/api/core/v1 would
+// cost every plug-in exec megabytes and milliseconds of initialisation.
 type Client struct {
 	rest rest.Interface
 }
@@ -29,17 +34,14 @@ func NewClient(kubeconfig string, perRequest time.Duration) (*Client, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	cfg.GroupVersion = &corev1.SchemeGroupVersion
+	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
+	cfg.GroupVersion = &schema.GroupVersion{Version: "v1"}
 	cfg.APIPath = "/api"
 	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	cfg.ContentType = "application/json"
+	cfg.AcceptContentTypes = "application/json"
 	cfg.Timeout = perRequest
 	cfg.UserAgent = "mesh-cni"
-	// Protobuf is what kubelet speaks too: smaller and faster to decode.
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	// Retries are ours (GetPod); a process that sends one request has no use
 	// for the client's rate limiter.
 	cfg.QPS, cfg.Burst = 50, 50
@@ -50,12 +52,16 @@ func NewClient(kubeconfig string, perRequest time.Duration) (*Client, error) {
 	return &Client{rest: rc}, nil
 }
 
-// GetPod implements PodGetter.
-func (c *Client) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
-	pod := &corev1.Pod{}
-	err := c.rest.Get().Namespace(namespace).Resource("pods").Name(name).Do(ctx).Into(pod)
+// GetPod implements PodGetter. Error answers come back as API errors
+// (apierrors.IsNotFound and friends work on them).
+func (c *Client) GetPod(ctx context.Context, namespace, name string) (*pod.Pod, error) {
+	raw, err := c.rest.Get().Namespace(namespace).Resource("pods").Name(name).Do(ctx).Raw()
 	if err != nil {
 		return nil, err
 	}
-	return pod, nil
+	p := &pod.Pod{}
+	if err := json.Unmarshal(raw, p); err != nil {
+		return nil, fmt.Errorf("decoding pod %s/%s: %w", namespace, name, err)
+	}
+	return p, nil
 }

@@ -9,13 +9,14 @@ import (
 	"math/rand/v2"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/meshcni/mesh-cni/pkg/pod"
 )
 
 // PodGetter is one GET of one pod; the real one is a client-go client.
 type PodGetter interface {
-	GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	GetPod(ctx context.Context, namespace, name string) (*pod.Pod, error)
 }
 
 // ErrUnavailable wraps every failure that means "the API could not answer"
@@ -39,7 +40,7 @@ func DefaultRetry(budget time.Duration) Retry {
 // GetPod reads the pod, retrying transient failures with backoff inside the
 // budget. A missing pod is a final error naming it; a budget spent on
 // failures returns an error wrapping ErrUnavailable.
-func GetPod(ctx context.Context, g PodGetter, namespace, name string, r Retry, log *slog.Logger) (*corev1.Pod, error) {
+func GetPod(ctx context.Context, g PodGetter, namespace, name string, r Retry, log *slog.Logger) (*pod.Pod, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.Budget)
 	defer cancel()
 	wait := r.Backoff

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/meshcni/mesh-cni/pkg/pod"
 )
 
 // scripted answers GetPod with errs in turn, then the pod.
@@ -20,12 +21,12 @@ type scripted struct {
 	calls int
 }
 
-func (s *scripted) GetPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+func (s *scripted) GetPod(ctx context.Context, ns, name string) (*pod.Pod, error) {
 	s.calls++
 	if s.calls <= len(s.errs) {
 		return nil, s.errs[s.calls-1]
 	}
-	return &corev1.Pod{}, nil
+	return &pod.Pod{}, nil
 }
 
 var quick = Retry{Budget: 300 * time.Millisecond, PerRequest: 50 * time.Millisecond, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
@@ -83,7 +84,7 @@ func TestPerRequestTimeout(t *testing.T) {
 
 type hanging struct{}
 
-func (hanging) GetPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+func (hanging) GetPod(ctx context.Context, ns, name string) (*pod.Pod, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }

@@ -11,11 +11,11 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshcni/mesh-cni/pkg/config"
 	"github.com/meshcni/mesh-cni/pkg/k8s"
 	"github.com/meshcni/mesh-cni/pkg/nat"
+	"github.com/meshcni/mesh-cni/pkg/pod"
 	"github.com/meshcni/mesh-cni/pkg/podcheck"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
 )
@@ -168,7 +168,7 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 		inv.log.Info("pod not redirected", "reason", v.Reason)
 		return nil, nil
 	}
-	pod, err := p.lookup(inv)
+	pd, err := p.lookup(inv)
 	if err != nil {
 		if errors.Is(err, k8s.ErrUnavailable) && inv.cfg.FailurePolicy == config.Alert {
 			inv.log.Error("POD STARTS WITHOUT MESH REDIRECT: the Kubernetes API could not answer and failurePolicy is Alert",
@@ -181,13 +181,13 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 		}
 		return nil, cniErr(code, "%v (failurePolicy %s)", err, inv.cfg.FailurePolicy)
 	}
-	verdict := podcheck.Check(pod, inv.cfg.Pods)
+	verdict := podcheck.Check(pd, inv.cfg.Pods)
 	if !verdict.Redirect {
 		inv.log.Info("pod not redirected", "reason", verdict.Reason)
 		return nil, nil
 	}
 	inv.log.Info("pod qualifies", "reason", verdict.Reason, "proxyUID", verdict.Proxy.UID, "proxyGID", verdict.Proxy.GID)
-	settings, err := inv.cfg.Node.Resolve(pod.Annotations, verdict.Proxy)
+	settings, err := inv.cfg.Node.Resolve(pd.Metadata.Annotations, verdict.Proxy)
 	if err != nil {
 		return nil, cniErr(CodeBadAnnotation, "pod %s: %v; nothing was programmed", inv.pod, err)
 	}
@@ -202,14 +202,14 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 	return pl, nil
 }
 
-func (p *Plugin) lookup(inv *invocation) (*corev1.Pod, error) {
+func (p *Plugin) lookup(inv *invocation) (*pod.Pod, error) {
 	retry := k8s.DefaultRetry(inv.cfg.PodLookupTimeout)
 	getter, err := p.NewPodGetter(inv.cfg.Kubeconfig, retry.PerRequest)
 	if err != nil {
 		return nil, fmt.Errorf("reading pod %s: %w: %w", inv.pod, k8s.ErrUnavailable, err)
 	}
 	start := time.Now()
-	pod, err := k8s.GetPod(context.Background(), getter, inv.pod.Namespace, inv.pod.Name, retry, inv.log)
+	pd, err := k8s.GetPod(context.Background(), getter, inv.pod.Namespace, inv.pod.Name, retry, inv.log)
 	inv.log.Debug("pod lookup", "elapsed", time.Since(start).String(), "ok", err == nil)
-	return pod, err
+	return pd, err
 }

@@ -8,8 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-
+	"github.com/meshcni/mesh-cni/pkg/pod"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
 )
 
@@ -57,38 +56,38 @@ func PreLookup(namespace, name string, cfg Config) (v Verdict, decided bool) {
 }
 
 // Check applies every condition to the pod.
-func Check(pod *corev1.Pod, cfg Config) Verdict {
-	if v, decided := PreLookup(pod.Namespace, pod.Name, cfg); decided {
+func Check(p *pod.Pod, cfg Config) Verdict {
+	if v, decided := PreLookup(p.Metadata.Namespace, p.Metadata.Name, cfg); decided {
 		return v
 	}
-	proxy, ok := findProxy(pod)
+	proxy, ok := findProxy(p)
 	if !ok {
 		return skip("pod has no %s container", ProxyContainer)
 	}
-	if n := containerCount(pod); n < 2 {
+	if n := containerCount(p); n < 2 {
 		return skip("pod has %d container; a sidecar pod has more than one", n)
 	}
-	if key, val, disabled := injectionDisabled(pod); disabled {
+	if key, val, disabled := injectionDisabled(p); disabled {
 		return skip("injection disabled by %s %s=%q", key, InjectKey, val)
 	}
-	for _, c := range pod.Spec.InitContainers {
+	for _, c := range p.Spec.InitContainers {
 		if c.Name == InitContainer {
 			return skip("pod has an %s init container that programs its own rules", InitContainer)
 		}
 	}
-	return Verdict{Redirect: true, Reason: "pod qualifies: sidecar present, injection enabled", Proxy: identity(pod, proxy, cfg.DefaultProxy)}
+	return Verdict{Redirect: true, Reason: "pod qualifies: sidecar present, injection enabled", Proxy: identity(p, proxy, cfg.DefaultProxy)}
 }
 
 // findProxy looks in the containers and the native sidecars (init containers
 // that keep running, restartPolicy Always).
-func findProxy(pod *corev1.Pod) (*corev1.Container, bool) {
-	for i := range pod.Spec.Containers {
-		if pod.Spec.Containers[i].Name == ProxyContainer {
-			return &pod.Spec.Containers[i], true
+func findProxy(p *pod.Pod) (*pod.Container, bool) {
+	for i := range p.Spec.Containers {
+		if p.Spec.Containers[i].Name == ProxyContainer {
+			return &p.Spec.Containers[i], true
 		}
 	}
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
+	for i := range p.Spec.InitContainers {
+		c := &p.Spec.InitContainers[i]
 		if c.Name == ProxyContainer && nativeSidecar(c) {
 			return c, true
 		}
@@ -96,14 +95,14 @@ func findProxy(pod *corev1.Pod) (*corev1.Container, bool) {
 	return nil, false
 }
 
-func nativeSidecar(c *corev1.Container) bool {
-	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+func nativeSidecar(c *pod.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == pod.RestartPolicyAlways
 }
 
-func containerCount(pod *corev1.Pod) int {
-	n := len(pod.Spec.Containers)
-	for i := range pod.Spec.InitContainers {
-		if nativeSidecar(&pod.Spec.InitContainers[i]) {
+func containerCount(p *pod.Pod) int {
+	n := len(p.Spec.Containers)
+	for i := range p.Spec.InitContainers {
+		if nativeSidecar(&p.Spec.InitContainers[i]) {
 			n++
 		}
 	}
@@ -112,10 +111,10 @@ func containerCount(pod *corev1.Pod) int {
 
 // injectionDisabled follows Istio: the label wins over the annotation, and
 // only a value that parses as false disables.
-func injectionDisabled(pod *corev1.Pod) (source, value string, disabled bool) {
-	if v, ok := pod.Labels[InjectKey]; ok {
+func injectionDisabled(p *pod.Pod) (source, value string, disabled bool) {
+	if v, ok := p.Metadata.Labels[InjectKey]; ok {
 		source, value = "label", v
-	} else if v, ok := pod.Annotations[InjectKey]; ok {
+	} else if v, ok := p.Metadata.Annotations[InjectKey]; ok {
 		source, value = "annotation", v
 	} else {
 		return "", "", false
@@ -126,26 +125,22 @@ func injectionDisabled(pod *corev1.Pod) (source, value string, disabled bool) {
 
 // identity is who the proxy runs as: its own securityContext, else the
 // pod's, else the node default.
-func identity(pod *corev1.Pod, c *corev1.Container, def redirect.Proxy) redirect.Proxy {
-	p := def
-	if p == (redirect.Proxy{}) {
-		p = redirect.Proxy{UID: redirect.DefaultProxyUID, GID: redirect.DefaultProxyGID}
+func identity(p *pod.Pod, c *pod.Container, def redirect.Proxy) redirect.Proxy {
+	id := def
+	if id == (redirect.Proxy{}) {
+		id = redirect.Proxy{UID: redirect.DefaultProxyUID, GID: redirect.DefaultProxyGID}
 	}
-	if psc := pod.Spec.SecurityContext; psc != nil {
-		if psc.RunAsUser != nil {
-			p.UID = uint32(*psc.RunAsUser)
+	// The container's own context wins over the pod's, as in the kubelet.
+	for _, sc := range []*pod.SecurityContext{p.Spec.SecurityContext, c.SecurityContext} {
+		if sc == nil {
+			continue
 		}
-		if psc.RunAsGroup != nil {
-			p.GID = uint32(*psc.RunAsGroup)
-		}
-	}
-	if sc := c.SecurityContext; sc != nil {
 		if sc.RunAsUser != nil {
-			p.UID = uint32(*sc.RunAsUser)
+			id.UID = uint32(*sc.RunAsUser)
 		}
 		if sc.RunAsGroup != nil {
-			p.GID = uint32(*sc.RunAsGroup)
+			id.GID = uint32(*sc.RunAsGroup)
 		}
 	}
-	return p
+	return id
 }

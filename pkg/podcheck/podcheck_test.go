@@ -4,9 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
+	"github.com/meshcni/mesh-cni/pkg/pod"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
 )
 
@@ -19,10 +17,10 @@ var cfg = Config{
 func ptr[T any](v T) *T { return &v }
 
 // pod builds the seed's productpage with a sidecar; mods vary it.
-func pod(mods ...func(*corev1.Pod)) *corev1.Pod {
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "productpage-v1-abc"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{
+func newPod(mods ...func(*pod.Pod)) *pod.Pod {
+	p := &pod.Pod{
+		Metadata: pod.Metadata{Namespace: "default", Name: "productpage-v1-abc"},
+		Spec: pod.Spec{Containers: []pod.Container{
 			{Name: "productpage"}, {Name: "istio-proxy"},
 		}},
 	}
@@ -33,57 +31,57 @@ func pod(mods ...func(*corev1.Pod)) *corev1.Pod {
 }
 
 func TestCheck(t *testing.T) {
-	always := ptr(corev1.ContainerRestartPolicyAlways)
+	always := ptr(pod.RestartPolicyAlways)
 	cases := []struct {
 		name   string
-		pod    *corev1.Pod
+		p      *pod.Pod
 		want   bool
 		reason string
 		proxy  redirect.Proxy
 	}{
-		{"meshed", pod(), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
-		{"excluded namespace", pod(func(p *corev1.Pod) { p.Namespace = "kube-system" }), false, `namespace "kube-system" is excluded`, redirect.Proxy{}},
-		{"other excluded namespace", pod(func(p *corev1.Pod) { p.Namespace = "istio-system" }), false, "excluded", redirect.Proxy{}},
-		{"installer pod", pod(func(p *corev1.Pod) { p.Namespace, p.Name = "mesh-cni-system", "mesh-cni-node-x7k" }), false, "own installer", redirect.Proxy{}},
-		{"installer namespace, other pod", pod(func(p *corev1.Pod) { p.Namespace, p.Name = "mesh-cni-system", "debug" }), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
-		{"no sidecar", pod(func(p *corev1.Pod) { p.Spec.Containers[1].Name = "logger" }), false, "no istio-proxy container", redirect.Proxy{}},
-		{"sidecar only", pod(func(p *corev1.Pod) { p.Spec.Containers = p.Spec.Containers[1:] }), false, "has 1 container", redirect.Proxy{}},
-		{"native sidecar", pod(func(p *corev1.Pod) {
+		{"meshed", newPod(), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"excluded namespace", newPod(func(p *pod.Pod) { p.Metadata.Namespace = "kube-system" }), false, `namespace "kube-system" is excluded`, redirect.Proxy{}},
+		{"other excluded namespace", newPod(func(p *pod.Pod) { p.Metadata.Namespace = "istio-system" }), false, "excluded", redirect.Proxy{}},
+		{"installer pod", newPod(func(p *pod.Pod) { p.Metadata.Namespace, p.Metadata.Name = "mesh-cni-system", "mesh-cni-node-x7k" }), false, "own installer", redirect.Proxy{}},
+		{"installer namespace, other pod", newPod(func(p *pod.Pod) { p.Metadata.Namespace, p.Metadata.Name = "mesh-cni-system", "debug" }), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"no sidecar", newPod(func(p *pod.Pod) { p.Spec.Containers[1].Name = "logger" }), false, "no istio-proxy container", redirect.Proxy{}},
+		{"sidecar only", newPod(func(p *pod.Pod) { p.Spec.Containers = p.Spec.Containers[1:] }), false, "has 1 container", redirect.Proxy{}},
+		{"native sidecar", newPod(func(p *pod.Pod) {
 			p.Spec.Containers = p.Spec.Containers[:1]
-			p.Spec.InitContainers = []corev1.Container{{Name: "istio-proxy", RestartPolicy: always}}
+			p.Spec.InitContainers = []pod.Container{{Name: "istio-proxy", RestartPolicy: always}}
 		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
-		{"init container named istio-proxy is not a sidecar", pod(func(p *corev1.Pod) {
+		{"init container named istio-proxy is not a sidecar", newPod(func(p *pod.Pod) {
 			p.Spec.Containers = p.Spec.Containers[:1]
-			p.Spec.InitContainers = []corev1.Container{{Name: "istio-proxy"}}
+			p.Spec.InitContainers = []pod.Container{{Name: "istio-proxy"}}
 		}), false, "no istio-proxy", redirect.Proxy{}},
-		{"native sidecar alone", pod(func(p *corev1.Pod) {
-			p.Spec.Containers = []corev1.Container{}
-			p.Spec.InitContainers = []corev1.Container{{Name: "istio-proxy", RestartPolicy: always}}
+		{"native sidecar alone", newPod(func(p *pod.Pod) {
+			p.Spec.Containers = []pod.Container{}
+			p.Spec.InitContainers = []pod.Container{{Name: "istio-proxy", RestartPolicy: always}}
 		}), false, "has 1 container", redirect.Proxy{}},
-		{"annotation false", pod(func(p *corev1.Pod) { p.Annotations = map[string]string{InjectKey: "false"} }), false, `annotation sidecar.istio.io/inject="false"`, redirect.Proxy{}},
-		{"annotation 0", pod(func(p *corev1.Pod) { p.Annotations = map[string]string{InjectKey: "0"} }), false, "injection disabled", redirect.Proxy{}},
-		{"annotation true", pod(func(p *corev1.Pod) { p.Annotations = map[string]string{InjectKey: "true"} }), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
-		{"annotation garbage", pod(func(p *corev1.Pod) { p.Annotations = map[string]string{InjectKey: "no"} }), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
-		{"label false wins over annotation true", pod(func(p *corev1.Pod) {
-			p.Labels = map[string]string{InjectKey: "false"}
-			p.Annotations = map[string]string{InjectKey: "true"}
+		{"annotation false", newPod(func(p *pod.Pod) { p.Metadata.Annotations = map[string]string{InjectKey: "false"} }), false, `annotation sidecar.istio.io/inject="false"`, redirect.Proxy{}},
+		{"annotation 0", newPod(func(p *pod.Pod) { p.Metadata.Annotations = map[string]string{InjectKey: "0"} }), false, "injection disabled", redirect.Proxy{}},
+		{"annotation true", newPod(func(p *pod.Pod) { p.Metadata.Annotations = map[string]string{InjectKey: "true"} }), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"annotation garbage", newPod(func(p *pod.Pod) { p.Metadata.Annotations = map[string]string{InjectKey: "no"} }), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"label false wins over annotation true", newPod(func(p *pod.Pod) {
+			p.Metadata.Labels = map[string]string{InjectKey: "false"}
+			p.Metadata.Annotations = map[string]string{InjectKey: "true"}
 		}), false, "label", redirect.Proxy{}},
-		{"label true wins over annotation false", pod(func(p *corev1.Pod) {
-			p.Labels = map[string]string{InjectKey: "true"}
-			p.Annotations = map[string]string{InjectKey: "false"}
+		{"label true wins over annotation false", newPod(func(p *pod.Pod) {
+			p.Metadata.Labels = map[string]string{InjectKey: "true"}
+			p.Metadata.Annotations = map[string]string{InjectKey: "false"}
 		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
-		{"istio-init present", pod(func(p *corev1.Pod) { p.Spec.InitContainers = []corev1.Container{{Name: "istio-init"}} }), false, "istio-init", redirect.Proxy{}},
-		{"proxy identity from container", pod(func(p *corev1.Pod) {
-			p.Spec.Containers[1].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr(int64(2000)), RunAsGroup: ptr(int64(3000))}
+		{"istio-init present", newPod(func(p *pod.Pod) { p.Spec.InitContainers = []pod.Container{{Name: "istio-init"}} }), false, "istio-init", redirect.Proxy{}},
+		{"proxy identity from container", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(2000)), RunAsGroup: ptr(int64(3000))}
 		}), true, "qualifies", redirect.Proxy{UID: 2000, GID: 3000}},
-		{"proxy identity from pod, container wins", pod(func(p *corev1.Pod) {
-			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(int64(1000)), RunAsGroup: ptr(int64(1000))}
-			p.Spec.Containers[1].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr(int64(1337))}
+		{"proxy identity from pod, container wins", newPod(func(p *pod.Pod) {
+			p.Spec.SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(1000)), RunAsGroup: ptr(int64(1000))}
+			p.Spec.Containers[1].SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(1337))}
 		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1000}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v := Check(c.pod, cfg)
+			v := Check(c.p, cfg)
 			if v.Redirect != c.want || !strings.Contains(v.Reason, c.reason) || v.Proxy != c.proxy {
 				t.Fatalf("Check = %+v, want redirect=%v reason~%q proxy=%+v", v, c.want, c.reason, c.proxy)
 			}
