@@ -15,7 +15,6 @@ import (
 
 	"github.com/meshcni/mesh-cni/pkg/nat"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
-	"github.com/meshcni/mesh-cni/pkg/redirect/redirecttest"
 	"github.com/meshcni/mesh-cni/test/cnitest"
 )
 
@@ -105,13 +104,15 @@ func istioChains(t *testing.T, p cnitest.Pod, b nat.Backend) []string {
 	return chains
 }
 
-// seedRuleset is what the seed's productpage pod must hold.
+// seedRuleset is what the seed's productpage pod must hold, read from the
+// seed's spec (not built by the code under test).
 func seedRuleset(t *testing.T) redirect.Ruleset {
-	s, err := redirect.DefaultNode().Resolve(redirecttest.SeedAnnotations, redirect.Proxy{UID: 1337, GID: 1337})
+	t.Helper()
+	rs, err := cnitest.SeedSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return redirect.Build(s, redirect.IPv4)
+	return rs
 }
 
 // cniError unwraps the error a plug-in printed.
