@@ -124,14 +124,14 @@ func (p *Plugin) AddResult(args *skel.CmdArgs) (types.Result, error) {
 }
 
 func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
-	plan, err := p.plan(inv, prevResultFamilies(inv.cfg.Net.PrevResult))
-	if err != nil || plan == nil {
+	pl, err := p.plan(inv, prevResultFamilies(inv.cfg.Net.PrevResult))
+	if err != nil || pl == nil {
 		return err
 	}
 	start := time.Now()
-	tables := p.NewTables(args.Netns, plan.backend)
+	tables := p.NewTables(args.Netns, pl.backend)
 	var applied []redirect.Family
-	for _, rs := range plan.rulesets {
+	for _, rs := range pl.rulesets {
 		if err := redirect.Apply(tables, rs); err != nil {
 			// Never leave one family redirected and the other not.
 			for _, fam := range applied {
@@ -146,7 +146,7 @@ func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
 	if n, ok := tables.(*nat.Netns); ok && n.IsolationErr != nil {
 		inv.log.Warn("iptables ran without files-only NSS isolation", "error", n.IsolationErr)
 	}
-	inv.log.Info("redirect programmed", "backend", string(plan.backend), "families", len(plan.rulesets),
+	inv.log.Info("redirect programmed", "backend", string(pl.backend), "families", len(pl.rulesets),
 		"elapsed", time.Since(start).String())
 	return nil
 }
