@@ -184,12 +184,11 @@ func (e *env) setup() error {
 		return err
 	}
 	e.script = redirect.FreshScript(redirect.Build(settings, redirect.IPv4))
-	if e.seed, err = cnitest.SeedSpec(); err != nil {
+	if e.seed, err = redirecttest.SeedRuleset(); err != nil {
 		return err
 	}
 	return nil
 }
-
 
 // tracker remembers every namespace this run created so that any exit
 // path deletes them; creation and deletion hold the lock, so an interrupt

@@ -51,12 +51,10 @@ func TestGolden(t *testing.T) {
 // TestSeedSpec holds the default rendering to the shared spec file itself,
 // not to a golden file we could regenerate by mistake.
 func TestSeedSpec(t *testing.T) {
-	spec, err := os.ReadFile(seedSpecPath(t))
+	want, err := redirecttest.SeedRestore()
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(spec)
-	want := text[strings.Index(text, "*nat\n"):]
 	s, err := redirect.DefaultNode().Resolve(redirecttest.SeedAnnotations, redirect.Proxy{UID: 1337, GID: 1337})
 	if err != nil {
 		t.Fatal(err)
@@ -64,18 +62,4 @@ func TestSeedSpec(t *testing.T) {
 	if got := redirect.Render(redirect.Build(s, redirect.IPv4)); got != want {
 		t.Fatalf("default rendering is not the seed's rules:\n--- seed\n%s\n--- got\n%s", want, got)
 	}
-}
-
-// seedSpecPath finds ../shared/spec next to the checkout (CI clones main
-// with shared/ beside it).
-func seedSpecPath(t *testing.T) string {
-	dir, _ := filepath.Abs(".")
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		p := filepath.Join(d, "..", "shared", "spec", "seed-nat-rules.txt")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	// A copy lives in testdata so the package tests stand alone.
-	return filepath.Join("testdata", "seed-nat-rules.txt")
 }

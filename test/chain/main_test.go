@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshcni/mesh-cni/pkg/nat"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
+	"github.com/meshcni/mesh-cni/pkg/redirect/redirecttest"
 	"github.com/meshcni/mesh-cni/test/cnitest"
 )
 
@@ -108,7 +109,7 @@ func istioChains(t *testing.T, p cnitest.Pod, b nat.Backend) []string {
 // seed's spec (not built by the code under test).
 func seedRuleset(t *testing.T) redirect.Ruleset {
 	t.Helper()
-	rs, err := cnitest.SeedSpec()
+	rs, err := redirecttest.SeedRuleset()
 	if err != nil {
 		t.Fatal(err)
 	}

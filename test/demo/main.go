@@ -324,7 +324,7 @@ func (d *demo) showRules() error {
 		say("6 is tcp and 0 is all, the names the seed's output shows.)")
 	}
 	say("")
-	seed, err := cnitest.SeedSpec()
+	seed, err := redirecttest.SeedRuleset()
 	if err != nil {
 		return err
 	}
@@ -455,7 +455,6 @@ func (d *demo) checkDel() error {
 	say("DEL passed; the pod's nat table no longer has any ISTIO chain.")
 	return nil
 }
-
 
 func mustLook(name string) string {
 	p, err := exec.LookPath(name)

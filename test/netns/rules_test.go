@@ -89,15 +89,10 @@ func TestCasesInKernel(t *testing.T) {
 // default rules for the seed pod into two netns; the kernel must hold the
 // same rules in both.
 func TestSeedSpecInKernel(t *testing.T) {
-	spec, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "spec", "seed-nat-rules.txt"))
-	if err != nil {
-		spec, err = os.ReadFile(filepath.Join("..", "..", "pkg", "redirect", "testdata", "seed-nat-rules.txt"))
-	}
+	restore, err := redirecttest.SeedRestore()
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(spec)
-	restore := text[strings.Index(text, "*nat\n"):]
 	s, err := redirect.DefaultNode().Resolve(redirecttest.SeedAnnotations, redirect.Proxy{UID: 1337, GID: 1337})
 	if err != nil {
 		t.Fatal(err)
