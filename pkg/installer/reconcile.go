@@ -136,11 +136,12 @@ func (in *Installer) checkPassive() bool {
 // ensureBinary installs the plug-in binary (mode 0755) unless the bin dir
 // already holds the same bytes.
 func (in *Installer) ensureBinary() error {
-	if st, ok := stampOf(in.binPath); ok && st == in.binStamp && st.mode.Perm() == 0o755 {
-		return nil
-	}
 	st, exists := stampOf(in.binPath)
 	if exists && st.mode.Perm() == 0o755 {
+		// Same stamp as our last check or write: no need to hash it again.
+		if st == in.binStamp {
+			return nil
+		}
 		if sum, _, err := hashFile(in.binPath); err == nil && sum == in.srcHash {
 			in.binStamp = st
 			return nil
