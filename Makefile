@@ -10,7 +10,7 @@ BIN     := bin
 # nft), the CNI reference plug-ins in /usr/lib/cni, ip and nsenter.
 DEB_PACKAGES := iptables containernetworking-plugins iproute2 util-linux
 
-.PHONY: all build deps test test-unit demo demo-netns bench clean k8s-binaries cluster-up cluster-down e2e
+.PHONY: all build deps test test-unit demo demo-netns bench fuzz clean k8s-binaries cluster-up cluster-down e2e
 
 all: build
 
@@ -68,6 +68,11 @@ e2e: deps build
 bench: deps
 	$(GO) run ./bench $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench BenchmarkRepairLatency -benchtime 200x ./pkg/installer
+
+# Every fuzz target for FUZZTIME each (default 30s; FUZZ=regexp narrows);
+# `make test` already replays their seed corpora.
+fuzz: deps
+	test/fuzz.sh
 
 clean:
 	rm -rf $(BIN)
