@@ -116,10 +116,12 @@ type Pod struct {
 	Namespace   string
 	Name        string
 	ContainerID string
+	// UID, when set, is passed as K8S_POD_UID, as containerd and CRI-O do.
+	UID string
 }
 
 func (c *Chain) rt(p Pod) *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{
+	rt := &libcni.RuntimeConf{
 		ContainerID: p.ContainerID,
 		NetNS:       p.Netns.Path(),
 		IfName:      "eth0",
@@ -130,6 +132,10 @@ func (c *Chain) rt(p Pod) *libcni.RuntimeConf {
 			{"K8S_POD_INFRA_CONTAINER_ID", p.ContainerID},
 		},
 	}
+	if p.UID != "" {
+		rt.Args = append(rt.Args, [2]string{"K8S_POD_UID", p.UID})
+	}
+	return rt
 }
 
 // inNode runs fn on a thread inside the node namespace; the plug-ins
