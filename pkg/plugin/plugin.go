@@ -72,7 +72,7 @@ func guard(fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 type invocation struct {
 	cfg   *config.Config
 	log   *slog.Logger
-	pod   podRef
+	pod   pod.Ref
 	isK8s bool
 }
 
@@ -209,7 +209,7 @@ func (p *Plugin) lookup(inv *invocation) (*pod.Pod, error) {
 		return nil, fmt.Errorf("reading pod %s: %w: %w", inv.pod, k8s.ErrUnavailable, err)
 	}
 	start := time.Now()
-	pd, err := k8s.GetPod(context.Background(), getter, inv.pod.Namespace, inv.pod.Name, retry, inv.log)
+	pd, err := k8s.GetPod(context.Background(), getter, inv.pod, retry, inv.log)
 	inv.log.Debug("pod lookup", "elapsed", time.Since(start).String(), "ok", err == nil)
 	return pd, err
 }

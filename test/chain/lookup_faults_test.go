@@ -183,7 +183,7 @@ func TestKubeconfigFaults(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			e := newEnv(t, "1.0.0", map[string]any{"podLookupTimeout": "1s", "failurePolicy": policy})
 			for _, c := range []struct {
-				name  string
+				name   string
 				break_ func() error
 			}{
 				{"missing", func() error { return nil }}, // removed above
@@ -281,4 +281,3 @@ func errorLogged(log, ref string) bool {
 	}
 	return false
 }
-
