@@ -128,6 +128,9 @@ func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
 	if err != nil || pl == nil {
 		return err
 	}
+	if err := enterableNetns(inv, args.Netns); err != nil {
+		return err
+	}
 	start := time.Now()
 	tables := p.NewTables(args.Netns, pl.backend)
 	var applied []redirect.Family
