@@ -46,7 +46,8 @@ func Real() Deps {
 type Plugin struct{ Deps }
 
 // Funcs is what skel.PluginMainFuncs takes. Every verb is guarded so a
-// panic becomes a CNI error instead of a stack trace on stdout.
+// panic becomes a CNI error instead of a stack trace on stdout, and every
+// error is bounded (boundedErr) whatever input it quotes.
 func (p *Plugin) Funcs() skel.CNIFuncs {
 	return skel.CNIFuncs{
 		Add:    guard(p.Add),
@@ -63,6 +64,7 @@ func guard(fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 			if r := recover(); r != nil {
 				err = cniErr(types.ErrInternal, "mesh-cni panicked: %v", r)
 			}
+			err = boundedErr(err)
 		}()
 		return fn(args)
 	}
@@ -175,7 +177,7 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 	if err != nil {
 		if errors.Is(err, k8s.ErrUnavailable) && inv.cfg.FailurePolicy == config.Alert {
 			inv.log.Error("POD STARTS WITHOUT MESH REDIRECT: the Kubernetes API could not answer and failurePolicy is Alert",
-				"error", err.Error())
+				"error", boundText(err.Error()))
 			return nil, nil
 		}
 		code := CodePodLookup
