@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -144,7 +145,11 @@ func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
 					inv.log.Error("rollback failed", "family", fam.String(), "error", cerr)
 				}
 			}
-			return cniErr(CodeProgramming, "programming redirect for pod %s: %v", inv.pod, err)
+			hint := ""
+			if errors.Is(err, exec.ErrNotFound) {
+				hint = " (the node lacks the iptables tools: install the iptables package)"
+			}
+			return cniErr(CodeProgramming, "programming redirect for pod %s%s: %v", inv.pod, hint, err)
 		}
 		applied = append(applied, rs.Family)
 	}
