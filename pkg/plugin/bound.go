@@ -25,7 +25,10 @@ func boundedErr(err error) error {
 		return nil
 	}
 	var e *types.Error
-	if !errors.As(err, &e) {
+	if errors.As(err, &e) && e == nil {
+		return nil // a typed nil: no error
+	}
+	if e == nil {
 		e = types.NewError(types.ErrInternal, err.Error(), "")
 	}
 	return &types.Error{Code: e.Code, Msg: boundText(e.Msg), Details: boundText(e.Details)}

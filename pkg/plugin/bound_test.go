@@ -62,3 +62,17 @@ func TestBoundText(t *testing.T) {
 		t.Errorf("an unquoted long message: %d bytes, ends %q", len(got), got[len(got)-40:])
 	}
 }
+
+func TestBoundedErrKinds(t *testing.T) {
+	var typedNil *types.Error
+	if err := boundedErr(typedNil); err != nil {
+		t.Fatalf("typed nil: %v", err)
+	}
+	if err := boundedErr(nil); err != nil {
+		t.Fatalf("nil: %v", err)
+	}
+	var e *types.Error
+	if err := boundedErr(errors.New(strings.Repeat("x", 10000))); !errors.As(err, &e) || e.Code != types.ErrInternal || len(e.Msg) > maxMessage+64 {
+		t.Fatalf("plain error: %v", err)
+	}
+}
