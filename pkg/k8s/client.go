@@ -2,7 +2,6 @@ package k8s
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -53,14 +52,15 @@ func NewClient(kubeconfig string, perRequest time.Duration) (*Client, error) {
 }
 
 // GetPod implements PodGetter. Error answers come back as API errors
-// (apierrors.IsNotFound and friends work on them).
+// (apierrors.IsNotFound and friends work on them). A 200 is decoded as it
+// comes; whether it is the pod asked for is GetPod's (the function's) check.
 func (c *Client) GetPod(ctx context.Context, namespace, name string) (*pod.Pod, error) {
 	raw, err := c.rest.Get().Namespace(namespace).Resource("pods").Name(name).Do(ctx).Raw()
 	if err != nil {
 		return nil, err
 	}
-	p := &pod.Pod{}
-	if err := json.Unmarshal(raw, p); err != nil {
+	p, err := pod.Decode(raw)
+	if err != nil {
 		return nil, fmt.Errorf("decoding pod %s/%s: %w", namespace, name, err)
 	}
 	return p, nil

@@ -15,13 +15,16 @@ import (
 )
 
 // PodGetter is one GET of one pod; the real one is a client-go client.
+// What it returns is checked against the pod asked for (pod.CheckIdentity)
+// by GetPod, whatever the source.
 type PodGetter interface {
 	GetPod(ctx context.Context, namespace, name string) (*pod.Pod, error)
 }
 
 // ErrUnavailable wraps every failure that means "the API could not answer"
-// (timeouts, refused connections, 5xx, 429, auth problems): the caller's
-// failure policy decides what happens then. A 404 is an answer, not this.
+// (timeouts, refused connections, 5xx, 429, auth problems, a 200 that is
+// not the pod asked for): the caller's failure policy decides what happens
+// then. A 404 is an answer, not this.
 var ErrUnavailable = errors.New("kubernetes API unavailable")
 
 // Retry bounds the lookup.
@@ -37,30 +40,45 @@ func DefaultRetry(budget time.Duration) Retry {
 	return Retry{Budget: budget, PerRequest: 5 * time.Second, Backoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second}
 }
 
-// GetPod reads the pod, retrying transient failures with backoff inside the
-// budget. A missing pod is a final error naming it; a budget spent on
-// failures returns an error wrapping ErrUnavailable.
-func GetPod(ctx context.Context, g PodGetter, namespace, name string, r Retry, log *slog.Logger) (*pod.Pod, error) {
+// GetPod reads the pod ref names, retrying transient failures with backoff
+// inside the budget. A missing pod is a final error naming it; a budget
+// spent on failures returns an error wrapping ErrUnavailable.
+//
+// An answer that is not the pod asked for (pod.CheckIdentity) is retried
+// like a 5xx, then reported as ErrUnavailable: it must never be decided on
+// (an empty object would read as "no sidecar, not eligible"; another pod's
+// object would program that pod's settings). A UID mismatch with the same
+// namespace and name usually means the pod was deleted and recreated under
+// its name (StatefulSets do this): from a quorum read, asking again will
+// not bring the old pod back, but a cached source (a caching proxy, a node
+// agent's informer) may lag the recreation either way, and a runtime
+// retrying a sandbox of the new pod may be ahead of it. Retrying within the
+// budget covers the lag; after it the policy decides: Block fails the ADD
+// (the kubelet tears down a deleted pod's sandbox anyway), Alert logs it.
+func GetPod(ctx context.Context, g PodGetter, ref pod.Ref, r Retry, log *slog.Logger) (*pod.Pod, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.Budget)
 	defer cancel()
 	wait := r.Backoff
 	for attempt := 1; ; attempt++ {
 		reqCtx, reqCancel := context.WithTimeout(ctx, r.PerRequest)
-		pod, err := g.GetPod(reqCtx, namespace, name)
+		p, err := g.GetPod(reqCtx, ref.Namespace, ref.Name)
 		reqCancel()
+		if err == nil {
+			err = pod.CheckIdentity(p, ref)
+		}
 		switch {
 		case err == nil:
-			return pod, nil
+			return p, nil
 		case apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("pod %s/%s does not exist in the Kubernetes API: %w", namespace, name, err)
+			return nil, fmt.Errorf("pod %s does not exist in the Kubernetes API: %w", ref, err)
 		case final(err):
-			return nil, fmt.Errorf("reading pod %s/%s: %w: %w", namespace, name, ErrUnavailable, err)
+			return nil, fmt.Errorf("reading pod %s: %w: %w", ref, ErrUnavailable, err)
 		}
 		log.Debug("pod lookup failed, will retry", "attempt", attempt, "error", err)
 		jittered := wait/2 + rand.N(wait/2+1)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("reading pod %s/%s: %w after %d attempts in %s: %w", namespace, name, ErrUnavailable, attempt, r.Budget, err)
+			return nil, fmt.Errorf("reading pod %s: %w after %d attempts in %s: %w", ref, ErrUnavailable, attempt, r.Budget, err)
 		case <-time.After(jittered):
 		}
 		wait = min(2*wait, r.MaxBackoff)

@@ -15,7 +15,7 @@ import (
 	"github.com/meshcni/mesh-cni/pkg/pod"
 )
 
-// scripted answers GetPod with errs in turn, then the pod.
+// scripted answers GetPod with errs in turn, then the pod asked for.
 type scripted struct {
 	errs  []error
 	calls int
@@ -26,7 +26,70 @@ func (s *scripted) GetPod(ctx context.Context, ns, name string) (*pod.Pod, error
 	if s.calls <= len(s.errs) {
 		return nil, s.errs[s.calls-1]
 	}
-	return &pod.Pod{}, nil
+	return thePod(), nil
+}
+
+var ref = pod.Ref{Namespace: "ns", Name: "p", UID: "u1"}
+
+func thePod() *pod.Pod {
+	return &pod.Pod{Kind: "Pod", APIVersion: "v1", Metadata: pod.Metadata{Namespace: "ns", Name: "p", UID: "u1"}}
+}
+
+// answers returns the given pods in turn (nil too), then the pod asked for.
+type answers struct {
+	pods  []*pod.Pod
+	calls int
+}
+
+func (a *answers) GetPod(ctx context.Context, ns, name string) (*pod.Pod, error) {
+	a.calls++
+	if a.calls <= len(a.pods) {
+		return a.pods[a.calls-1], nil
+	}
+	return thePod(), nil
+}
+
+// TestNotThePod: a 200 that is not the pod asked for is retried, and once
+// the budget is spent it is "the API could not answer", never a pod.
+func TestNotThePod(t *testing.T) {
+	other := func(f func(*pod.Pod)) *pod.Pod { p := thePod(); f(p); return p }
+	wrong := map[string]*pod.Pod{
+		"nil":         nil,
+		"empty":       {},
+		"kind":        other(func(p *pod.Pod) { p.Kind = "PodTemplate" }),
+		"apiVersion":  other(func(p *pod.Pod) { p.APIVersion = "v2" }),
+		"namespace":   other(func(p *pod.Pod) { p.Metadata.Namespace = "other" }),
+		"name":        other(func(p *pod.Pod) { p.Metadata.Name = "other" }),
+		"uid":         other(func(p *pod.Pod) { p.Metadata.UID = "u2" }),
+		"uid-missing": other(func(p *pod.Pod) { p.Metadata.UID = "" }),
+	}
+	for name, p := range wrong {
+		t.Run(name, func(t *testing.T) {
+			a := &answers{pods: []*pod.Pod{p, p}}
+			got, err := GetPod(context.Background(), a, ref, quick, log)
+			if err != nil || a.calls != 3 || got.Metadata.UID != "u1" {
+				t.Fatalf("a wrong answer then the pod: %v after %d calls", err, a.calls)
+			}
+			always := &answers{pods: repeatPod(p, 100000)}
+			got, err = GetPod(context.Background(), always, ref, quick, log)
+			if got != nil || !errors.Is(err, ErrUnavailable) || !errors.Is(err, pod.ErrNotThePod) || !strings.Contains(err.Error(), "ns/p") {
+				t.Fatalf("only wrong answers: %v, %v", got, err)
+			}
+		})
+	}
+	// Without a UID from the runtime, any UID is the pod's.
+	a := &answers{pods: []*pod.Pod{other(func(p *pod.Pod) { p.Metadata.UID = "u2" })}}
+	if _, err := GetPod(context.Background(), a, pod.Ref{Namespace: "ns", Name: "p"}, quick, log); err != nil || a.calls != 1 {
+		t.Fatalf("no UID asked: %v after %d calls", err, a.calls)
+	}
+}
+
+func repeatPod(p *pod.Pod, n int) []*pod.Pod {
+	out := make([]*pod.Pod, n)
+	for i := range out {
+		out[i] = p
+	}
+	return out
 }
 
 var quick = Retry{Budget: 300 * time.Millisecond, PerRequest: 50 * time.Millisecond, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
@@ -51,7 +114,7 @@ func TestGetPod(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g := &scripted{errs: c.errs}
-			_, err := GetPod(context.Background(), g, "ns", "p", quick, log)
+			_, err := GetPod(context.Background(), g, ref, quick, log)
 			if !c.wantCalls(g.calls) {
 				t.Errorf("%d calls", g.calls)
 			}
@@ -76,7 +139,7 @@ func repeat(err error, n int) []error {
 // TestPerRequestTimeout: a request that hangs is cut at PerRequest and retried.
 func TestPerRequestTimeout(t *testing.T) {
 	// Returning at all proves the per-request and total bounds hold.
-	_, err := GetPod(context.Background(), hanging{}, "ns", "p", quick, log)
+	_, err := GetPod(context.Background(), hanging{}, ref, quick, log)
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v", err)
 	}

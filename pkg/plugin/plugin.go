@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -46,7 +47,8 @@ func Real() Deps {
 type Plugin struct{ Deps }
 
 // Funcs is what skel.PluginMainFuncs takes. Every verb is guarded so a
-// panic becomes a CNI error instead of a stack trace on stdout.
+// panic becomes a CNI error instead of a stack trace on stdout, and every
+// error is bounded (boundedErr) whatever input it quotes.
 func (p *Plugin) Funcs() skel.CNIFuncs {
 	return skel.CNIFuncs{
 		Add:    guard(p.Add),
@@ -63,6 +65,7 @@ func guard(fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 			if r := recover(); r != nil {
 				err = cniErr(types.ErrInternal, "mesh-cni panicked: %v", r)
 			}
+			err = boundedErr(err)
 		}()
 		return fn(args)
 	}
@@ -72,7 +75,7 @@ func guard(fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 type invocation struct {
 	cfg   *config.Config
 	log   *slog.Logger
-	pod   podRef
+	pod   pod.Ref
 	isK8s bool
 }
 
@@ -128,6 +131,9 @@ func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
 	if err != nil || pl == nil {
 		return err
 	}
+	if err := enterableNetns(inv, args.Netns); err != nil {
+		return err
+	}
 	start := time.Now()
 	tables := p.NewTables(args.Netns, pl.backend)
 	var applied []redirect.Family
@@ -139,7 +145,11 @@ func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
 					inv.log.Error("rollback failed", "family", fam.String(), "error", cerr)
 				}
 			}
-			return cniErr(CodeProgramming, "programming redirect for pod %s: %v", inv.pod, err)
+			hint := ""
+			if errors.Is(err, exec.ErrNotFound) {
+				hint = " (the node lacks the iptables tools: install the iptables package)"
+			}
+			return cniErr(CodeProgramming, "programming redirect for pod %s%s: %v", inv.pod, hint, err)
 		}
 		applied = append(applied, rs.Family)
 	}
@@ -172,7 +182,7 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 	if err != nil {
 		if errors.Is(err, k8s.ErrUnavailable) && inv.cfg.FailurePolicy == config.Alert {
 			inv.log.Error("POD STARTS WITHOUT MESH REDIRECT: the Kubernetes API could not answer and failurePolicy is Alert",
-				"error", err.Error())
+				"error", boundText(err.Error()))
 			return nil, nil
 		}
 		code := CodePodLookup
@@ -209,7 +219,7 @@ func (p *Plugin) lookup(inv *invocation) (*pod.Pod, error) {
 		return nil, fmt.Errorf("reading pod %s: %w: %w", inv.pod, k8s.ErrUnavailable, err)
 	}
 	start := time.Now()
-	pd, err := k8s.GetPod(context.Background(), getter, inv.pod.Namespace, inv.pod.Name, retry, inv.log)
+	pd, err := k8s.GetPod(context.Background(), getter, inv.pod, retry, inv.log)
 	inv.log.Debug("pod lookup", "elapsed", time.Since(start).String(), "ok", err == nil)
 	return pd, err
 }

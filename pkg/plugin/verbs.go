@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -50,11 +49,11 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		inv.log.Debug("nothing to remove", "reason", v.Reason)
 		return nil
 	}
-	if args.Netns == "" {
-		return nil
-	}
-	if _, err := os.Stat(args.Netns); errors.Is(err, os.ErrNotExist) {
-		inv.log.Debug("netns already gone; nothing to remove")
+	// Anything that is not an enterable netns is gone for DEL: its rules
+	// went with it. Failing here would stop libcni's DEL (last plug-in
+	// first, stopping at an error) before the primary frees the pod's IP.
+	if err := checkNetns(args.Netns); err != nil {
+		inv.log.Info("netns gone or not a network namespace; nothing to remove", "error", err.Error())
 		return nil
 	}
 	backend, err := p.ResolveBackend(inv.cfg.Backend)
@@ -64,7 +63,9 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	tables := p.NewTables(args.Netns, backend)
 	for _, fam := range prevResultFamilies(inv.cfg.Net.PrevResult) {
 		if err := redirect.Cleanup(tables, fam); err != nil {
-			if gone(args.Netns) {
+			// Deleted or unmounted meanwhile: gone as well.
+			if nerr := checkNetns(args.Netns); nerr != nil {
+				inv.log.Info("netns went away during DEL; nothing left to remove", "error", nerr.Error())
 				return nil
 			}
 			return cniErr(CodeProgramming, "removing redirect of pod %s: %v", inv.pod, err)
@@ -74,10 +75,14 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	return nil
 }
 
-// gone reports whether the netns vanished (or was never a netns) meanwhile.
-func gone(path string) bool {
-	_, err := os.Stat(path)
-	return errors.Is(err, os.ErrNotExist)
+// enterableNetns fails ADD and CHECK, naming CNI_NETNS, when the path is
+// not a network namespace the rules could be programmed in.
+func enterableNetns(inv *invocation, path string) error {
+	if err := checkNetns(path); err != nil {
+		return cniErr(types.ErrInvalidEnvironmentVariables,
+			"CNI_NETNS %s of pod %s is not an enterable network namespace: %v", path, inv.pod, err)
+	}
+	return nil
 }
 
 // Check compares what the kernel holds in the pod's netns with what ADD
@@ -93,6 +98,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	}
 	pl, err := p.plan(inv, prevResultFamilies(inv.cfg.Net.PrevResult))
 	if err != nil || pl == nil {
+		return err
+	}
+	if err := enterableNetns(inv, args.Netns); err != nil {
 		return err
 	}
 	tables := p.NewTables(args.Netns, pl.backend)

@@ -8,14 +8,17 @@ package pod
 // Pod is a pod as the API serves it, reduced to what eligibility and the
 // redirect settings read.
 type Pod struct {
-	Metadata Metadata `json:"metadata"`
-	Spec     Spec     `json:"spec"`
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"apiVersion"`
+	Metadata   Metadata `json:"metadata"`
+	Spec       Spec     `json:"spec"`
 }
 
 // Metadata is the pod's identity and the labels/annotations that steer it.
 type Metadata struct {
 	Namespace   string            `json:"namespace"`
 	Name        string            `json:"name"`
+	UID         string            `json:"uid,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 }

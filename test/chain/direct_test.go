@@ -17,11 +17,19 @@ import (
 // exact bytes on stdout can be checked.
 func execPlugin(t *testing.T, command, netns, cniArgs string, conf map[string]any) (stdout, stderr string, code int) {
 	t.Helper()
+	return execPluginVia(t, nil, command, netns, cniArgs, conf)
+}
+
+// execPluginVia is execPlugin with the binary started by a wrapper command
+// (say, one that hides the iptables tools first); nil runs it directly.
+func execPluginVia(t *testing.T, wrapper []string, command, netns, cniArgs string, conf map[string]any) (stdout, stderr string, code int) {
+	t.Helper()
 	raw, err := json.Marshal(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, "mesh-cni"))
+	argv := append(append([]string{}, wrapper...), filepath.Join(binDir, "mesh-cni"))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{
 		"CNI_COMMAND=" + command, "CNI_CONTAINERID=ctr1", "CNI_NETNS=" + netns,
 		"CNI_IFNAME=eth0", "CNI_PATH=" + binDir, "CNI_ARGS=" + cniArgs, "PATH=" + os.Getenv("PATH"),

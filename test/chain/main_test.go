@@ -56,6 +56,13 @@ type env struct {
 
 func newEnv(t *testing.T, cniVersion string, mesh map[string]any, pods ...*corev1.Pod) *env {
 	t.Helper()
+	return newEnvWith(t, cnitest.ChainOptions{CNIVersion: cniVersion}, mesh, pods...)
+}
+
+// newEnvWith is newEnv with the chain's options (MeshConf and MeshBinDir
+// are filled in).
+func newEnvWith(t *testing.T, o cnitest.ChainOptions, mesh map[string]any, pods ...*corev1.Pod) *env {
+	t.Helper()
 	e := &env{t: t, dir: t.TempDir()}
 	e.kc = filepath.Join(e.dir, cnitest.KubeconfigName)
 	conf := map[string]any{"kubeconfig": e.kc, "logLevel": "debug", "logFile": e.dir + "/mesh-cni.log"}
@@ -63,7 +70,8 @@ func newEnv(t *testing.T, cniVersion string, mesh map[string]any, pods ...*corev
 		conf[k] = v
 	}
 	var err error
-	e.chain, err = cnitest.NewChain(e.dir, cnitest.ChainOptions{CNIVersion: cniVersion, MeshConf: conf, MeshBinDir: binDir})
+	o.MeshConf, o.MeshBinDir = conf, binDir
+	e.chain, err = cnitest.NewChain(e.dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}

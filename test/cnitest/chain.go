@@ -32,6 +32,10 @@ type ChainOptions struct {
 	Subnet     string         // the pods' subnet, default 198.18.0.0/24 (RFC 2544 test range)
 	MeshConf   map[string]any // mesh-cni's keys; type is added
 	MeshBinDir string         // where the mesh-cni binary is
+	// Primary is the primary plug-in: "bridge" (default) or "ptp". ptp's
+	// DEL releases the IP before it looks at the netns, so a test can see
+	// that the primary's DEL ran even when the netns is broken.
+	Primary string
 }
 
 // NewChain writes the conflist into dir and creates the node namespace.
@@ -46,21 +50,20 @@ func NewChain(dir string, o ChainOptions) (*Chain, error) {
 	for k, v := range o.MeshConf {
 		mesh[k] = v
 	}
+	ipam := map[string]any{
+		"type":    "host-local",
+		"ranges":  [][]map[string]string{{{"subnet": o.Subnet}}},
+		"dataDir": filepath.Join(dir, "ipam"),
+		"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+	}
+	primary := map[string]any{"type": "bridge", "bridge": "mcni0", "isGateway": true, "ipMasq": false, "ipam": ipam}
+	if o.Primary == "ptp" {
+		primary = map[string]any{"type": "ptp", "ipMasq": false, "ipam": ipam}
+	}
 	conf := map[string]any{
 		"cniVersion": o.CNIVersion,
 		"name":       "mesh-test",
-		"plugins": []any{
-			map[string]any{
-				"type": "bridge", "bridge": "mcni0", "isGateway": true, "ipMasq": false,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": o.Subnet}}},
-					"dataDir": filepath.Join(dir, "ipam"),
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-				},
-			},
-			mesh,
-		},
+		"plugins":    []any{primary, mesh},
 	}
 	raw, err := json.MarshalIndent(conf, "", "  ")
 	if err != nil {
@@ -116,10 +119,12 @@ type Pod struct {
 	Namespace   string
 	Name        string
 	ContainerID string
+	// UID, when set, is passed as K8S_POD_UID, as containerd and CRI-O do.
+	UID string
 }
 
 func (c *Chain) rt(p Pod) *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{
+	rt := &libcni.RuntimeConf{
 		ContainerID: p.ContainerID,
 		NetNS:       p.Netns.Path(),
 		IfName:      "eth0",
@@ -130,6 +135,10 @@ func (c *Chain) rt(p Pod) *libcni.RuntimeConf {
 			{"K8S_POD_INFRA_CONTAINER_ID", p.ContainerID},
 		},
 	}
+	if p.UID != "" {
+		rt.Args = append(rt.Args, [2]string{"K8S_POD_UID", p.UID})
+	}
+	return rt
 }
 
 // inNode runs fn on a thread inside the node namespace; the plug-ins

@@ -26,7 +26,80 @@ type PodServer struct {
 	pods     map[string]*corev1.Pod
 	Requests atomic.Int64
 	// Fail, when set, makes every request answer with this HTTP status.
-	Fail atomic.Int32
+	Fail  atomic.Int32
+	fault atomic.Pointer[faultState]
+	done  chan struct{} // closed by Close: releases hanging handlers
+}
+
+// Fault is how the server misbehaves in place of serving the pod: the
+// answers a broken, overloaded or impersonated API server gives.
+type Fault struct {
+	// Status answers with this HTTP status (0: 200).
+	Status int
+	// RetryAfter, when set, is sent as the Retry-After header.
+	RetryAfter string
+	// Body, when set, is sent as the answer's JSON body in place of the pod
+	// (with Status, or 200).
+	Body []byte
+	// Hang holds the request until the client gives up or the server closes.
+	Hang bool
+	// Times limits the fault to the first Times requests (0: every request).
+	Times int64
+}
+
+type faultState struct {
+	Fault
+	seen atomic.Int64
+}
+
+// SetFault makes the server misbehave from now on (nil: behave again).
+func (s *PodServer) SetFault(f *Fault) {
+	if f == nil {
+		s.fault.Store(nil)
+		return
+	}
+	s.fault.Store(&faultState{Fault: *f})
+}
+
+// Close stops the server, releasing any request a Hang fault holds.
+func (s *PodServer) Close() {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	s.Server.Close()
+}
+
+// misbehave answers r with the current fault, if any applies; it reports
+// whether it did.
+func (s *PodServer) misbehave(w http.ResponseWriter, r *http.Request) bool {
+	f := s.fault.Load()
+	if f == nil || (f.Times > 0 && f.seen.Add(1) > f.Times) {
+		return false
+	}
+	if f.Hang {
+		select {
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+		return true
+	}
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	status := f.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if f.Body == nil {
+		http.Error(w, "injected failure", status)
+		return true
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(f.Body)
+	return true
 }
 
 // NewPodServer serves the given pods on a loopback port of the current netns.
@@ -73,7 +146,7 @@ func podServerIn(path string, tls bool, pods []*corev1.Pod) (*PodServer, error) 
 }
 
 func newPodServer(pods []*corev1.Pod) *PodServer {
-	s := &PodServer{pods: map[string]*corev1.Pod{}}
+	s := &PodServer{pods: map[string]*corev1.Pod{}, done: make(chan struct{})}
 	for _, p := range pods {
 		s.Put(p)
 	}
@@ -92,6 +165,9 @@ func (s *PodServer) serve(w http.ResponseWriter, r *http.Request) {
 	s.Requests.Add(1)
 	if code := s.Fail.Load(); code != 0 {
 		http.Error(w, "injected failure", int(code))
+		return
+	}
+	if s.misbehave(w, r) {
 		return
 	}
 	// /api/v1/namespaces/NS/pods/NAME
@@ -124,6 +200,12 @@ const KubeconfigName = "mesh-cni.kubeconfig"
 
 // WriteKubeconfig writes a kubeconfig for this server into dir.
 func (s *PodServer) WriteKubeconfig(dir string) (string, error) {
+	return WriteKubeconfig(dir, s.URL)
+}
+
+// WriteKubeconfig writes into dir a kubeconfig for the API server at url
+// (say, a port nothing listens on).
+func WriteKubeconfig(dir, url string) (string, error) {
 	path := filepath.Join(dir, KubeconfigName)
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -138,6 +220,6 @@ current-context: test
 users:
 - name: mesh-cni
   user: {token: test-token}
-`, s.URL)
+`, url)
 	return path, os.WriteFile(path, []byte(kc), 0o600)
 }
