@@ -21,10 +21,10 @@ func WriteFileAtomic(path string, data []byte, mode fs.FileMode, keepFrom string
 	return writeAtomic(path, mode, keepFrom, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
-	})
+	}, nil)
 }
 
-func writeAtomic(path string, mode fs.FileMode, keepFrom string, fill func(io.Writer) error) (err error) {
+func writeAtomic(path string, mode fs.FileMode, keepFrom string, fill func(io.Writer) error, beforeRename func()) (err error) {
 	dir := filepath.Dir(path)
 	uid, gid := -1, -1
 	if keepFrom != "" {
@@ -61,6 +61,9 @@ func writeAtomic(path string, mode fs.FileMode, keepFrom string, fill func(io.Wr
 	}
 	if err = tmp.Close(); err != nil {
 		return err
+	}
+	if beforeRename != nil {
+		beforeRename()
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return err

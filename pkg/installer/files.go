@@ -87,7 +87,7 @@ func copyFileAtomic(src, dst string, mode fs.FileMode) error {
 	return writeAtomic(dst, mode, "", func(w io.Writer) error {
 		_, err := io.Copy(w, in)
 		return err
-	})
+	}, nil)
 }
 
 func removeIfExists(path string) (bool, error) {

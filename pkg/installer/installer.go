@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -309,7 +310,11 @@ func (in *Installer) writeOwner() error {
 // event our own write causes is recognised and ignored.
 func (in *Installer) write(path string, data []byte, mode os.FileMode, keepFrom string) error {
 	in.own[path] = sha256.Sum256(data)
-	if err := WriteFileAtomic(path, data, mode, keepFrom); err != nil {
+	err := writeAtomic(path, mode, keepFrom, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, func() { in.cfg.hooks.onBeforeRename(path) })
+	if err != nil {
 		delete(in.own, path)
 		return err
 	}

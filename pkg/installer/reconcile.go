@@ -243,6 +243,7 @@ func (in *Installer) ensureConflist(trigger string) (ok, settle bool, err error)
 	for _, w := range plan.Writes {
 		path := filepath.Join(in.cfg.NetDir, w.Name)
 		keep := filepath.Join(in.cfg.NetDir, w.ModeFrom)
+		in.cfg.hooks.onAfterRead(path)
 		if err := in.write(path, w.Data, 0o644, keep); err != nil {
 			return false, false, err
 		}

@@ -1,0 +1,104 @@
+package installer
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// primaryVersion is the calico conflist as the primary CNI would rewrite it:
+// version v adds a plug-in of its own and changes a value, so content that
+// is lost (reverted to an older version) shows.
+func primaryVersion(t testing.TB, v int) string {
+	t.Helper()
+	base := testdata(t, "calico/in/10-calico.conflist")
+	extra := fmt.Sprintf(`{"type": "tuning", "sysctl": {"net.core.somaxconn": "%d"}},
+    {
+      "type": "portmap",`, 1000+v)
+	out := strings.Replace(base, `{
+      "type": "portmap",`, extra, 1)
+	if out == base {
+		t.Fatal("calico fixture changed; primaryVersion cannot edit it")
+	}
+	return out
+}
+
+// holdsPrimary says whether the conflist in dir holds exactly want's
+// plug-ins (in order, same JSON) plus exactly one mesh-cni entry, last.
+func holdsPrimary(dir, name, want string) (bool, string) {
+	got, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return false, err.Error()
+	}
+	if ok, why := chainedLast(dir); !ok {
+		return false, why
+	}
+	stripped, _, err := RemoveEntries(got)
+	if err != nil {
+		return false, err.Error()
+	}
+	if !compactEqual(stripped, []byte(want)) {
+		return false, "the primary's content is not what it last wrote:\n" + string(got)
+	}
+	return true, ""
+}
+
+// replaceFile writes name atomically (temp + rename) as a primary CNI does;
+// it is safe to call from the installer's goroutine (no t.Fatal).
+func replaceFile(dir, name, content string) error {
+	tmp := filepath.Join(dir, ".primary-tmp-"+name)
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, name))
+}
+
+// TestPrimaryRewriteDuringMerge is defect 6 of issue 10: the primary CNI
+// rewrites its conflist after the installer read it and before the
+// installer's merged file lands. The installer must never put back the
+// older content: the final file holds the primary's newest plug-ins and our
+// entry, last. The hooks land the rewrite at the two worst instants: right
+// after the read, and right before the rename syscall.
+func TestPrimaryRewriteDuringMerge(t *testing.T) {
+	for _, stage := range []string{"after-read", "before-rename"} {
+		t.Run(stage, func(t *testing.T) {
+			n := newNode(t)
+			const name = "10-calico.conflist"
+			n.write(t, name, primaryVersion(t, 1))
+			newer := primaryVersion(t, 2)
+			var fired atomic.Bool
+			var hookErr atomic.Value
+			land := func(path string) {
+				if filepath.Base(path) != name || !fired.CompareAndSwap(false, true) {
+					return
+				}
+				if err := replaceFile(n.net, name, newer); err != nil {
+					hookErr.Store(err)
+				}
+			}
+			cfg := n.config(t)
+			if stage == "after-read" {
+				cfg.hooks = &raceHooks{afterRead: land}
+			} else {
+				cfg.hooks = &raceHooks{beforeRename: land}
+			}
+			r := start(t, cfg)
+			eventually(t, 10*time.Second, "the primary's rewrite landed mid-write", func() (bool, string) { return fired.Load(), "" })
+			if err, _ := hookErr.Load().(error); err != nil {
+				t.Fatal(err)
+			}
+			// Events and several resync passes later the file must hold
+			// the newer content: a lost rewrite would stay lost.
+			p0 := r.passes.Load()
+			eventually(t, 10*time.Second, "five passes", func() (bool, string) { return r.passes.Load() >= p0+5, "" })
+			if ok, why := holdsPrimary(n.net, name, newer); !ok {
+				t.Fatal(why)
+			}
+			r.waitReady(t)
+		})
+	}
+}
