@@ -306,14 +306,27 @@ func (in *Installer) writeOwner() error {
 	return in.write(in.ownerPath, in.owner().encode(), 0o644, "")
 }
 
-// write writes atomically and remembers the content hash, so the file
-// event our own write causes is recognised and ignored.
+// write writes one of our own files atomically and remembers the content
+// hash, so the file event our own write causes is recognised and ignored.
 func (in *Installer) write(path string, data []byte, mode os.FileMode, keepFrom string) error {
+	return in.writeWith(path, data, mode, keepFrom, nil)
+}
+
+// writeConf writes a config file the primary CNI may rewrite at any time:
+// only over exactly what g says the plan was computed from (errChanged
+// otherwise, nothing written).
+func (in *Installer) writeConf(path string, data []byte, keepFrom string, g guard) error {
+	return in.writeWith(path, data, 0o644, keepFrom, func(tmp, path string) error {
+		return commitGuarded(tmp, path, data, g, func() { in.cfg.hooks.onBeforeRename(path) })
+	})
+}
+
+func (in *Installer) writeWith(path string, data []byte, mode os.FileMode, keepFrom string, commit commitFunc) error {
 	in.own[path] = sha256.Sum256(data)
 	err := writeAtomic(path, mode, keepFrom, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
-	}, func() { in.cfg.hooks.onBeforeRename(path) })
+	}, commit)
 	if err != nil {
 		delete(in.own, path)
 		return err
@@ -329,6 +342,17 @@ func (in *Installer) remove(path string) error {
 		delete(in.ownRemoved, path)
 	}
 	return err
+}
+
+// removeConf removes a config file only if it still holds what g says.
+func (in *Installer) removeConf(path string, g guard) error {
+	in.ownRemoved[path] = true
+	delete(in.own, path)
+	if err := removeGuarded(path, g); err != nil {
+		delete(in.ownRemoved, path)
+		return err
+	}
+	return nil
 }
 
 func (in *Installer) setReady(ok bool, why string) {

@@ -99,6 +99,10 @@ func TestPrimaryRewriteDuringMerge(t *testing.T) {
 				t.Fatal(why)
 			}
 			r.waitReady(t)
+			if c := r.counter("mesh_cni_write_conflicts_total"); c < 1 {
+				t.Errorf("write conflicts counted: %v, want >= 1", c)
+			}
+			assertNoTemps(t, n)
 		})
 	}
 }

@@ -95,8 +95,11 @@ func (in *Installer) triggerFor(ev fsnotify.Event) string {
 			delete(in.ownRemoved, ev.Name)
 			return ""
 		}
-		return ev.Op.String() + " " + ev.Name
 	}
+	// Dismissed only when the file holds, byte for byte, what we last wrote
+	// there (our atomic swap also reports the name as moved away). A
+	// foreign write, even one racing ours, leaves other bytes and is acted
+	// on; our guarded writes never replace such bytes (commit.go).
 	if in.isOwnWrite(ev.Name) {
 		return ""
 	}
