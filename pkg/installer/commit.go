@@ -201,3 +201,15 @@ func reserveTemp(dir string) (string, error) {
 	}
 	return name, nil
 }
+
+// commitPath is where a write to name in dir goes: for a symlink, the file
+// it resolves to (the temp file is made beside it, so the rename stays
+// atomic), so a link another tool manages stays a link.
+func commitPath(dir string, files []DirFile, name string) string {
+	for _, f := range files {
+		if f.Name == name && f.Link {
+			return f.Real
+		}
+	}
+	return filepath.Join(dir, name)
+}

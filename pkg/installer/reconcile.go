@@ -261,8 +261,8 @@ func (in *Installer) ensureConflistOnce(trigger string) (ok, settle bool, err er
 		}
 	}
 	for _, w := range plan.Writes {
-		path := filepath.Join(in.cfg.NetDir, w.Name)
-		keep := filepath.Join(in.cfg.NetDir, w.ModeFrom)
+		path := commitPath(in.cfg.NetDir, files, w.Name)
+		keep := commitPath(in.cfg.NetDir, files, w.ModeFrom)
 		in.cfg.hooks.onAfterRead(path)
 		if err := in.writeConf(path, w.Data, keep, guardFor(files, w.Name)); err != nil {
 			return false, false, fmt.Errorf("%s: %w", path, err)

@@ -76,9 +76,9 @@ func (in *Installer) cleanupConflistsOnce() error {
 		return err
 	}
 	for _, w := range plan.Writes {
-		path := filepath.Join(in.cfg.NetDir, w.Name)
+		path := commitPath(in.cfg.NetDir, files, w.Name)
 		g := guardFor(files, w.Name)
-		if err := writeAtomic(path, 0o644, filepath.Join(in.cfg.NetDir, w.ModeFrom), func(wr io.Writer) error {
+		if err := writeAtomic(path, 0o644, commitPath(in.cfg.NetDir, files, w.ModeFrom), func(wr io.Writer) error {
 			_, err := wr.Write(w.Data)
 			return err
 		}, func(tmp, path string) error { return commitGuarded(tmp, path, w.Data, g, nil) }); err != nil {
