@@ -33,6 +33,12 @@ func FuzzMerge(f *testing.F) {
 		}
 		f.Add(data, !isConfList(p))
 	}
+	// Shapes the golden files lack: keys written with escapes or invalid
+	// UTF-8 (kept byte for byte), and a type key in another case, which
+	// libcni (encoding/json) matches case-insensitively.
+	f.Add([]byte("{\"\\u006eame\":\"n\",\"\xb5\":1,\"plugins\":[{\"type\":\"bridge\",\"\xb5\":2}]}"), false)
+	f.Add([]byte(`{"name":"n","plugins":[{"type":"bridge"},{"TYPE":"mesh-cni"},{"Type":"x","type":"mesh-cni"}]}`), false)
+	f.Add([]byte(`{"type":"bridge","\u0062ridge":"cni0"}`), true)
 	cfg := goldenConfig(f)
 	entry := cfg.Entry()
 	f.Fuzz(func(t *testing.T, data []byte, isConf bool) {
