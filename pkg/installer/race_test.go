@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -104,5 +105,94 @@ func TestPrimaryRewriteDuringMerge(t *testing.T) {
 			}
 			assertNoTemps(t, n)
 		})
+	}
+}
+
+// TestConfRewriteDuringConversion: the primary is a .conf, which the
+// installer converts to a .conflist and then removes. The primary rewrites
+// its .conf right after the read: the removal must not delete the newer
+// .conf; the converted list must end up holding the newer plug-in, and
+// cleanup must restore the newer .conf byte for byte.
+func TestConfRewriteDuringConversion(t *testing.T) {
+	n := newNode(t)
+	bridge := testdata(t, "bridge-conf/in/10-bridge.conf")
+	newer := strings.Replace(bridge, `"cni0"`, `"cni1"`, 1)
+	if newer == bridge {
+		t.Fatal("bridge fixture changed; cannot edit it")
+	}
+	n.write(t, "10-bridge.conf", bridge)
+	var fired atomic.Bool
+	cfg := n.config(t)
+	cfg.hooks = &raceHooks{afterRead: func(path string) {
+		if filepath.Base(path) == "10-bridge.conflist" && fired.CompareAndSwap(false, true) {
+			if err := replaceFile(n.net, "10-bridge.conf", newer); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	r := start(t, cfg)
+	r.waitReady(t)
+	if !fired.Load() {
+		t.Fatal("the rewrite never landed")
+	}
+	eventually(t, 5*time.Second, "newer .conf converted", func() (bool, string) {
+		if exists(filepath.Join(n.net, "10-bridge.conf")) {
+			return false, ".conf still there"
+		}
+		list, err := ConfToConfList([]byte(newer))
+		if err != nil {
+			return false, err.Error()
+		}
+		return holdsPrimary(n.net, "10-bridge.conflist", string(list))
+	})
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.read(t, "10-bridge.conf"); got != newer {
+		t.Errorf("cleanup restored:\n%s\nwant the newer .conf:\n%s", got, newer)
+	}
+	if exists(filepath.Join(n.net, "10-bridge.conflist")) {
+		t.Error("converted list left after cleanup")
+	}
+	assertNoTemps(t, n)
+}
+
+// TestGuardedCommitGivesWay: the guarded primitives change nothing when
+// the file is not what the plan was computed from.
+func TestGuardedCommitGivesWay(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "10-x.conflist")
+	must(t, os.WriteFile(p, []byte("theirs, newer"), 0o644))
+	if err := removeGuarded(p, guard{data: []byte("what we read")}); !errors.Is(err, errChanged) {
+		t.Errorf("removeGuarded over newer content: %v, want errChanged", err)
+	}
+	for _, g := range []guard{{data: []byte("what we read")}, {absent: true}} {
+		tmp := filepath.Join(dir, tempPrefix+"t")
+		must(t, os.WriteFile(tmp, []byte("ours"), 0o644))
+		if err := commitGuarded(tmp, p, []byte("ours"), g, nil); !errors.Is(err, errChanged) {
+			t.Errorf("commitGuarded(%+v): %v, want errChanged", g, err)
+		}
+		if exists(tmp) {
+			t.Error("temp file left")
+		}
+	}
+	if got, _ := os.ReadFile(p); string(got) != "theirs, newer" {
+		t.Errorf("file changed: %q", got)
+	}
+	// The exchange path when someone else wins the instant before the
+	// swap: their content is put back.
+	tmp := filepath.Join(dir, tempPrefix+"u")
+	must(t, os.WriteFile(tmp, []byte("ours"), 0o644))
+	err := commitGuarded(tmp, p, []byte("ours"), guard{data: []byte("theirs, newer")}, func() {
+		must(t, replaceFile(dir, "10-x.conflist", "theirs, newest"))
+	})
+	if !errors.Is(err, errChanged) {
+		t.Errorf("commitGuarded with a write before the swap: %v, want errChanged", err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != "theirs, newest" {
+		t.Errorf("file after the put-back: %q", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("files left: %v", ents)
 	}
 }
