@@ -53,6 +53,7 @@ type Installer struct {
 	own         map[string][32]byte // path -> hash of what we last wrote there
 	ownRemoved  map[string]bool     // paths we removed and whose event is still to come
 	skipLogged  map[string]string   // invalid files already reported, with the reason
+	linkTargets map[string]bool     // files config symlinks point to: their events count too
 	conversions []Conversion
 	installed   bool
 	passive     bool

@@ -232,6 +232,12 @@ func (in *Installer) ensureConflistOnce(trigger string) (ok, settle bool, err er
 	if err != nil {
 		return false, false, err
 	}
+	in.linkTargets = map[string]bool{}
+	for _, f := range files {
+		if f.Link {
+			in.linkTargets[clean(f.Real)] = true
+		}
+	}
 	plan, err := PlanInstall(files, in.cfg.ConfName, in.entry, in.conversions)
 	if err != nil {
 		return false, false, fmt.Errorf("primary %s: %w", plan.Primary, err)

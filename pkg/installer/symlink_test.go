@@ -60,8 +60,10 @@ func TestSymlinkedConflist(t *testing.T) {
 				return holdsPrimary(n.net, name, primaryVersion(t, 2))
 			})
 			// Settled: no fight between two names of one file.
-			installs := r.counter("mesh_cni_installs_total", "file", "conflist")
 			p0 := r.passes.Load()
+			eventually(t, 10*time.Second, "the repair's pass done", func() (bool, string) { return r.passes.Load() > p0, "" })
+			installs := r.counter("mesh_cni_installs_total", "file", "conflist")
+			p0 = r.passes.Load()
 			eventually(t, 10*time.Second, "three passes", func() (bool, string) { return r.passes.Load() >= p0+3, "" })
 			if got := r.counter("mesh_cni_installs_total", "file", "conflist"); got != installs {
 				t.Errorf("config rewritten %v times without drift", got-installs)

@@ -82,6 +82,8 @@ func (in *Installer) triggerFor(ev fsnotify.Event) string {
 		relevant = true
 	case dir == clean(in.cfg.NetDir) && (isConfName(name) || name == OwnerFileName):
 		relevant = true
+	case in.linkTargets[clean(ev.Name)]: // what a config symlink points to (when in a watched dir)
+		relevant = true
 	case dir == clean(in.cfg.BinDir) && name == PluginType:
 		relevant = true
 	case dir == clean(in.cfg.KubeconfigDir) && (name == KubeconfigName || name == TokenName):
