@@ -77,6 +77,10 @@ func TestPrimaryRewritesInBursts(t *testing.T) {
 		eventually(t, 10*time.Second, "burst merged", func() (bool, string) { return holdsPrimary(n.net, name, last) })
 	}
 	r.waitReady(t)
+	// Let the pass in flight end (its temp file lives until the swap is
+	// checked), then nothing may be left.
+	p0 := r.passes.Load()
+	eventually(t, 10*time.Second, "two passes", func() (bool, string) { return r.passes.Load() >= p0+2, "" })
 	if got := r.counter("mesh_cni_repairs_total", "reason", "missing"); got < 12 {
 		t.Errorf("repairs of the missing entry: %v, want >= 12 (one per burst at least)", got)
 	}

@@ -220,7 +220,9 @@ func (in *Installer) ensureConflist(trigger string) (ok, settle bool, err error)
 			return ok, settle, err
 		}
 		in.m.conflicts.Inc()
-		in.log.Info("a config file changed while we merged it; reading it again", "err", err, "attempt", attempt)
+		// Counted, and at debug level: an agent rewriting in a loop would
+		// flood the log (the drift warning speaks for it).
+		in.log.Debug("a config file changed while we merged it; reading it again", "err", err, "attempt", attempt)
 		if attempt == maxMergeAttempts {
 			return false, true, nil
 		}
