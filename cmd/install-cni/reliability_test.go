@@ -289,7 +289,14 @@ func TestSIGKILLUnderChurn(t *testing.T) {
 	killedTemps := 0
 	for round := 0; round < 12; round++ {
 		p := h.start(t, fmt.Sprintf("round-%d", round))
-		time.Sleep(time.Duration(5+rng.Intn(60)) * time.Millisecond)
+		if round%2 == 1 {
+			// Half the kills land while it repairs the churn, not while
+			// it starts.
+			p.waitReady(t)
+			time.Sleep(time.Duration(rng.Intn(30)) * time.Millisecond)
+		} else {
+			time.Sleep(time.Duration(5+rng.Intn(60)) * time.Millisecond)
+		}
 		_ = p.signal(t, syscall.SIGKILL)
 		// A killed write's temp file is removed once stale (30 s): age
 		// the ones left so the next start removes them.
