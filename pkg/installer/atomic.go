@@ -21,10 +21,25 @@ func WriteFileAtomic(path string, data []byte, mode fs.FileMode, keepFrom string
 	return writeAtomic(path, mode, keepFrom, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
-	})
+	}, nil)
 }
 
-func writeAtomic(path string, mode fs.FileMode, keepFrom string, fill func(io.Writer) error) (err error) {
+// commitFunc moves the complete temp file tmp to path. From its call on it
+// owns tmp: it removes it or leaves it on purpose.
+type commitFunc func(tmp, path string) error
+
+func renameCommit(tmp, path string) error {
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func writeAtomic(path string, mode fs.FileMode, keepFrom string, fill func(io.Writer) error, commit commitFunc) (err error) {
+	if commit == nil {
+		commit = renameCommit
+	}
 	dir := filepath.Dir(path)
 	uid, gid := -1, -1
 	if keepFrom != "" {
@@ -39,8 +54,9 @@ func writeAtomic(path string, mode fs.FileMode, keepFrom string, fill func(io.Wr
 	if err != nil {
 		return err
 	}
+	committing := false
 	defer func() {
-		if err != nil {
+		if err != nil && !committing {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
@@ -57,12 +73,13 @@ func writeAtomic(path string, mode fs.FileMode, keepFrom string, fill func(io.Wr
 		_ = tmp.Chown(uid, gid)
 	}
 	if err = tmp.Sync(); err != nil {
-		return err
+		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
 	}
 	if err = tmp.Close(); err != nil {
-		return err
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	committing = true
+	if err = commit(tmp.Name(), path); err != nil {
 		return err
 	}
 	return syncDir(dir)

@@ -44,6 +44,9 @@ type Config struct {
 	// leaves them nil (a JSON logger on stderr and a fresh registry).
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+
+	// hooks are set by this package's tests only (see raceHooks).
+	hooks *raceHooks
 }
 
 // File names the installer owns.

@@ -149,13 +149,28 @@ func splitConfList(conflist []byte) (object, []json.RawMessage, error) {
 	return obj, plugins, nil
 }
 
-func isMeshEntry(plugin json.RawMessage) bool {
-	obj, err := decodeObject(plugin)
-	if err != nil {
-		return false
+func isMeshEntry(plugin json.RawMessage) bool { return runtimeType(plugin) == PluginType }
+
+// runtimeType is the plug-in type a runtime sees. libcni decodes each
+// plug-in of a list into a map and then into a struct, so "TYPE" or "Type"
+// count as "type" too (encoding/json matches case-insensitively, the exact
+// key winning); an entry of ours written that way is still ours to replace.
+func runtimeType(plugin json.RawMessage) string {
+	var m map[string]any
+	if json.Unmarshal(plugin, &m) != nil {
+		return ""
 	}
-	t, _ := obj.getString("type")
-	return t == PluginType
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	var v struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(b, &v) != nil {
+		return ""
+	}
+	return v.Type
 }
 
 func withoutEntries(plugins []json.RawMessage) []json.RawMessage {

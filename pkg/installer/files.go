@@ -17,6 +17,7 @@ import (
 // readNetDir reads every file a runtime would consider (libcni.ConfFiles with
 // the runtime's extensions), sorted, with their modification times. Files
 // that vanish or cannot be read between listing and reading are left out.
+// A symlink counts as the file it resolves to (runtimes follow it too).
 func readNetDir(dir string) ([]DirFile, map[string]time.Time, error) {
 	paths, err := libcni.ConfFiles(dir, ConfExtensions)
 	if err != nil {
@@ -34,9 +35,16 @@ func readNetDir(dir string) ([]DirFile, map[string]time.Time, error) {
 		if err != nil {
 			continue
 		}
-		name := filepath.Base(p)
-		files = append(files, DirFile{Name: name, Data: data})
-		mtimes[name] = st.ModTime()
+		f := DirFile{Name: filepath.Base(p), Data: data, Real: p}
+		if lst, err := os.Lstat(p); err == nil && lst.Mode()&fs.ModeSymlink != 0 {
+			real, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				continue // replaced meanwhile; the next pass sees it
+			}
+			f.Real, f.Link = real, true
+		}
+		files = append(files, f)
+		mtimes[f.Name] = st.ModTime()
 	}
 	return files, mtimes, nil
 }
@@ -87,7 +95,7 @@ func copyFileAtomic(src, dst string, mode fs.FileMode) error {
 	return writeAtomic(dst, mode, "", func(w io.Writer) error {
 		_, err := io.Copy(w, in)
 		return err
-	})
+	}, nil)
 }
 
 func removeIfExists(path string) (bool, error) {

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,6 +53,7 @@ type Installer struct {
 	own         map[string][32]byte // path -> hash of what we last wrote there
 	ownRemoved  map[string]bool     // paths we removed and whose event is still to come
 	skipLogged  map[string]string   // invalid files already reported, with the reason
+	linkTargets map[string]bool     // files config symlinks point to: their events count too
 	conversions []Conversion
 	installed   bool
 	passive     bool
@@ -305,11 +307,28 @@ func (in *Installer) writeOwner() error {
 	return in.write(in.ownerPath, in.owner().encode(), 0o644, "")
 }
 
-// write writes atomically and remembers the content hash, so the file
-// event our own write causes is recognised and ignored.
+// write writes one of our own files atomically and remembers the content
+// hash, so the file event our own write causes is recognised and ignored.
 func (in *Installer) write(path string, data []byte, mode os.FileMode, keepFrom string) error {
+	return in.writeWith(path, data, mode, keepFrom, nil)
+}
+
+// writeConf writes a config file the primary CNI may rewrite at any time:
+// only over exactly what g says the plan was computed from (errChanged
+// otherwise, nothing written).
+func (in *Installer) writeConf(path string, data []byte, keepFrom string, g guard) error {
+	return in.writeWith(path, data, 0o644, keepFrom, func(tmp, path string) error {
+		return commitGuarded(tmp, path, data, g, func() { in.cfg.hooks.onBeforeRename(path) })
+	})
+}
+
+func (in *Installer) writeWith(path string, data []byte, mode os.FileMode, keepFrom string, commit commitFunc) error {
 	in.own[path] = sha256.Sum256(data)
-	if err := WriteFileAtomic(path, data, mode, keepFrom); err != nil {
+	err := writeAtomic(path, mode, keepFrom, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, commit)
+	if err != nil {
 		delete(in.own, path)
 		return err
 	}
@@ -324,6 +343,17 @@ func (in *Installer) remove(path string) error {
 		delete(in.ownRemoved, path)
 	}
 	return err
+}
+
+// removeConf removes a config file only if it still holds what g says.
+func (in *Installer) removeConf(path string, g guard) error {
+	in.ownRemoved[path] = true
+	delete(in.own, path)
+	if err := removeGuarded(path, g); err != nil {
+		delete(in.ownRemoved, path)
+		return err
+	}
+	return nil
 }
 
 func (in *Installer) setReady(ok bool, why string) {

@@ -13,6 +13,9 @@ import (
 type member struct {
 	Key   string
 	Value json.RawMessage
+	// rawKey is the key as written in the input (escapes and even invalid
+	// UTF-8 kept), "" for keys we add; it is what we write back.
+	rawKey []byte
 }
 
 // object is a JSON object whose keys keep their order (and duplicates, if the
@@ -33,6 +36,7 @@ func decodeObject(data []byte) (object, error) {
 	}
 	obj := object{}
 	for dec.More() {
+		start := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, fmt.Errorf("invalid JSON: %w", err)
@@ -41,11 +45,15 @@ func decodeObject(data []byte) (object, error) {
 		if !ok {
 			return nil, errors.New("invalid JSON: object key is not a string")
 		}
+		rawKey := bytes.TrimLeft(data[start:dec.InputOffset()], " \t\r\n,")
+		if len(rawKey) < 2 || rawKey[0] != '"' || rawKey[len(rawKey)-1] != '"' {
+			rawKey = nil // not where expected: write the decoded key
+		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return nil, fmt.Errorf("invalid JSON value for %q: %w", key, err)
 		}
-		obj = append(obj, member{Key: key, Value: raw})
+		obj = append(obj, member{Key: key, Value: raw, rawKey: rawKey})
 	}
 	if _, err := dec.Token(); err != nil { // closing '}'
 		return nil, fmt.Errorf("invalid JSON: %w", err)
@@ -98,7 +106,11 @@ func (o object) appendCompact(buf *bytes.Buffer) error {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		buf.Write(marshalString(m.Key))
+		if m.rawKey != nil {
+			buf.Write(m.rawKey)
+		} else {
+			buf.Write(marshalString(m.Key))
+		}
 		buf.WriteByte(':')
 		if err := json.Compact(buf, m.Value); err != nil {
 			return fmt.Errorf("value of %q: %w", m.Key, err)

@@ -13,6 +13,7 @@ type metrics struct {
 	tokenRefresh  prometheus.Counter
 	driftWarnings prometheus.Counter
 	reconcileErrs prometheus.Counter
+	conflicts     prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -45,8 +46,12 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "mesh_cni_reconcile_errors_total",
 			Help: "Reconcile passes that failed (and will be retried).",
 		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mesh_cni_write_conflicts_total",
+			Help: "Config writes that gave way because another writer (the primary CNI) changed the file after it was read; the newer content is merged instead.",
+		}),
 	}
-	reg.MustRegister(m.installs, m.repairs, m.ready, m.owner, m.tokenRefresh, m.driftWarnings, m.reconcileErrs)
+	reg.MustRegister(m.installs, m.repairs, m.ready, m.owner, m.tokenRefresh, m.driftWarnings, m.reconcileErrs, m.conflicts)
 	return m
 }
 

@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"slices"
 	"sort"
 )
 
@@ -77,8 +78,14 @@ func PlanInstall(files []DirFile, confName string, entry []byte, conversions []C
 	}
 
 	// Our entry must not stay in any other file: it moves with the primary.
+	target := DirFile{Name: p.Target}
+	for _, f := range files {
+		if f.Name == p.Target {
+			target = f
+		}
+	}
 	for _, f := range sortedConfFiles(files) {
-		if f.Name == p.Target || f.Name == p.Primary || !isConfList(f.Name) || ValidateConfig(f.Name, f.Data) != nil {
+		if f.Name == p.Target || f.Name == p.Primary || sameFile(f, target) || !isConfList(f.Name) || ValidateConfig(f.Name, f.Data) != nil {
 			continue
 		}
 		n, total, err := countEntries(f.Data)
@@ -101,10 +108,12 @@ func PlanInstall(files []DirFile, confName string, entry []byte, conversions []C
 // list still says what the .conf said.
 func PlanCleanup(files []DirFile, conversions []Conversion) (Plan, error) {
 	p := Plan{}
+	var done []DirFile
 	for _, f := range sortedConfFiles(files) {
-		if !isConfList(f.Name) {
+		if !isConfList(f.Name) || slices.ContainsFunc(done, func(d DirFile) bool { return sameFile(d, f) }) {
 			continue
 		}
+		done = append(done, f)
 		n, total, err := countEntries(f.Data)
 		if err != nil || n == 0 || n == total {
 			continue

@@ -2,6 +2,7 @@ package installer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -204,13 +205,40 @@ func upToDate(path string, data []byte, mode os.FileMode) bool {
 	return err == nil && st.Mode().Perm() == mode && sameContent(path, data)
 }
 
+// maxMergeAttempts bounds the re-reads of one pass when config files keep
+// changing under us; the next pass comes settleRetry later.
+const maxMergeAttempts = 5
+
 // ensureConflist applies PlanInstall to the net dir. ok means our entry is in
-// place afterwards; settle means a young invalid file may still be being
-// written and the caller should look again shortly.
+// place afterwards; settle means a file is still changing (a young invalid
+// file may still be being written, or another writer changed a file while
+// we merged it) and the caller should look again shortly.
 func (in *Installer) ensureConflist(trigger string) (ok, settle bool, err error) {
+	for attempt := 1; ; attempt++ {
+		ok, settle, err = in.ensureConflistOnce(trigger)
+		if !errors.Is(err, errChanged) {
+			return ok, settle, err
+		}
+		in.m.conflicts.Inc()
+		// Counted, and at debug level: an agent rewriting in a loop would
+		// flood the log (the drift warning speaks for it).
+		in.log.Debug("a config file changed while we merged it; reading it again", "err", err, "attempt", attempt)
+		if attempt == maxMergeAttempts {
+			return false, true, nil
+		}
+	}
+}
+
+func (in *Installer) ensureConflistOnce(trigger string) (ok, settle bool, err error) {
 	files, mtimes, err := readNetDir(in.cfg.NetDir)
 	if err != nil {
 		return false, false, err
+	}
+	in.linkTargets = map[string]bool{}
+	for _, f := range files {
+		if f.Link {
+			in.linkTargets[clean(f.Real)] = true
+		}
 	}
 	plan, err := PlanInstall(files, in.cfg.ConfName, in.entry, in.conversions)
 	if err != nil {
@@ -241,16 +269,18 @@ func (in *Installer) ensureConflist(trigger string) (ok, settle bool, err error)
 		}
 	}
 	for _, w := range plan.Writes {
-		path := filepath.Join(in.cfg.NetDir, w.Name)
-		keep := filepath.Join(in.cfg.NetDir, w.ModeFrom)
-		if err := in.write(path, w.Data, 0o644, keep); err != nil {
-			return false, false, err
+		path := commitPath(in.cfg.NetDir, files, w.Name)
+		keep := commitPath(in.cfg.NetDir, files, w.ModeFrom)
+		in.cfg.hooks.onAfterRead(path)
+		if err := in.writeConf(path, w.Data, keep, guardFor(files, w.Name)); err != nil {
+			return false, false, fmt.Errorf("%s: %w", path, err)
 		}
 		in.m.installs.WithLabelValues("conflist").Inc()
 	}
 	for _, r := range plan.Removes {
-		if err := in.remove(filepath.Join(in.cfg.NetDir, r)); err != nil {
-			return false, false, err
+		path := filepath.Join(in.cfg.NetDir, r)
+		if err := in.removeConf(path, guardFor(files, r)); err != nil {
+			return false, false, fmt.Errorf("remove %s: %w", path, err)
 		}
 	}
 	if !slices.Equal(plan.Conversions, in.conversions) {

@@ -19,7 +19,16 @@ var ConfExtensions = []string{".conf", ".conflist", ".json"}
 type DirFile struct {
 	Name string // base name
 	Data []byte
+	// Real is the file's resolved path ("" when unknown, as in the pure
+	// tests); Link says Name is a symlink to Real. Writes go to Real, so a
+	// link some other tool manages stays a link, and two names of one file
+	// are one file.
+	Real string
+	Link bool
 }
+
+// sameFile reports whether a and b are names of one file.
+func sameFile(a, b DirFile) bool { return a.Real != "" && a.Real == b.Real }
 
 // Skipped is a config file passed over while choosing the primary.
 type Skipped struct {

@@ -3,6 +3,7 @@ package installer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 )
 
@@ -30,32 +31,8 @@ func (in *Installer) shutdown() error {
 		in.conversions = o.Conversions
 	}
 	var errs []error
-	files, _, err := readNetDir(in.cfg.NetDir)
-	if err != nil {
+	if err := in.cleanupConflists(); err != nil {
 		errs = append(errs, err)
-	} else {
-		plan, err := PlanCleanup(files, in.conversions)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		for _, w := range plan.Writes {
-			if err := WriteFileAtomic(filepath.Join(in.cfg.NetDir, w.Name), w.Data, 0o644, filepath.Join(in.cfg.NetDir, w.ModeFrom)); err != nil {
-				errs = append(errs, err)
-			} else if w.Name != w.ModeFrom {
-				in.log.Info("original .conf restored", "file", w.Name)
-			} else {
-				in.log.Info("mesh-cni entry removed", "file", w.Name)
-			}
-		}
-		if len(errs) == 0 {
-			for _, r := range plan.Removes {
-				if _, err := removeIfExists(filepath.Join(in.cfg.NetDir, r)); err != nil {
-					errs = append(errs, err)
-				} else {
-					in.log.Info("converted conflist removed", "file", r)
-				}
-			}
-		}
 	}
 	if len(errs) > 0 {
 		// Keep binary and kubeconfig: a config entry may still name them.
@@ -73,5 +50,52 @@ func (in *Installer) shutdown() error {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	in.log.Info("cleaned up: config entry, kubeconfig, token copy, binary and owner file removed")
+	return nil
+}
+
+// cleanupConflists removes our entry from every conflist, guarded like the
+// install: a file the primary CNI rewrote since our read is read again, so
+// cleanup never reverts its newer content either.
+func (in *Installer) cleanupConflists() error {
+	for attempt := 1; ; attempt++ {
+		err := in.cleanupConflistsOnce()
+		if !errors.Is(err, errChanged) || attempt == maxMergeAttempts {
+			return err
+		}
+		in.log.Info("a config file changed while we cleaned it up; reading it again", "err", err)
+	}
+}
+
+func (in *Installer) cleanupConflistsOnce() error {
+	files, _, err := readNetDir(in.cfg.NetDir)
+	if err != nil {
+		return err
+	}
+	plan, err := PlanCleanup(files, in.conversions)
+	if err != nil {
+		return err
+	}
+	for _, w := range plan.Writes {
+		path := commitPath(in.cfg.NetDir, files, w.Name)
+		g := guardFor(files, w.Name)
+		if err := writeAtomic(path, 0o644, commitPath(in.cfg.NetDir, files, w.ModeFrom), func(wr io.Writer) error {
+			_, err := wr.Write(w.Data)
+			return err
+		}, func(tmp, path string) error { return commitGuarded(tmp, path, w.Data, g, nil) }); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if w.Name != w.ModeFrom {
+			in.log.Info("original .conf restored", "file", w.Name)
+		} else {
+			in.log.Info("mesh-cni entry removed", "file", w.Name)
+		}
+	}
+	for _, r := range plan.Removes {
+		path := filepath.Join(in.cfg.NetDir, r)
+		if err := removeGuarded(path, guardFor(files, r)); err != nil {
+			return fmt.Errorf("remove %s: %w", path, err)
+		}
+		in.log.Info("converted conflist removed", "file", r)
+	}
 	return nil
 }

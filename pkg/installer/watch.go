@@ -82,6 +82,8 @@ func (in *Installer) triggerFor(ev fsnotify.Event) string {
 		relevant = true
 	case dir == clean(in.cfg.NetDir) && (isConfName(name) || name == OwnerFileName):
 		relevant = true
+	case in.linkTargets[clean(ev.Name)]: // what a config symlink points to (when in a watched dir)
+		relevant = true
 	case dir == clean(in.cfg.BinDir) && name == PluginType:
 		relevant = true
 	case dir == clean(in.cfg.KubeconfigDir) && (name == KubeconfigName || name == TokenName):
@@ -95,8 +97,11 @@ func (in *Installer) triggerFor(ev fsnotify.Event) string {
 			delete(in.ownRemoved, ev.Name)
 			return ""
 		}
-		return ev.Op.String() + " " + ev.Name
 	}
+	// Dismissed only when the file holds, byte for byte, what we last wrote
+	// there (our atomic swap also reports the name as moved away). A
+	// foreign write, even one racing ours, leaves other bytes and is acted
+	// on; our guarded writes never replace such bytes (commit.go).
 	if in.isOwnWrite(ev.Name) {
 		return ""
 	}
