@@ -19,7 +19,6 @@ var foreignSetup = [][]string{
 	{"-A", "KEEP", "-d", "10.0.0.0/8", "-m", "comment", "--comment", `keep  me "x" \ y`, "-j", "RETURN"},
 	{"-A", "PREROUTING", "-j", "KEEP"},
 	{"-A", "POSTROUTING", "-m", "comment", "--comment", "not a jump: -j ISTIO_OUTPUT", "-j", "RETURN"},
-	{"-A", "OUTPUT", "-o", "lo", "-m", "comment", "--comment", "a\nb", "-j", "RETURN"},
 }
 
 // tamper is one thing done to a programmed netns, as iptables commands
@@ -64,7 +63,9 @@ var tampers = []tamper{
 		{"-A", "PREROUTING", "-p", "tcp", "-j", redirect.ChainInbound}}},
 	{name: "our chain flushed", breaks: true, iptables: [][]string{{"-F", redirect.ChainOutput}}},
 	{name: "a foreign comment that reads like our jump", iptables: [][]string{
-		{"-I", "OUTPUT", "1", "-m", "comment", "--comment", "-j ISTIO_OUTPUT", "-j", "RETURN"}}},
+		{"-I", "OUTPUT", "1", "-m", "comment", "--comment", "x -j ISTIO_OUTPUT y", "-j", "RETURN"}}},
+	{name: "a foreign rule with a newline in its comment", iptables: [][]string{
+		{"-A", "OUTPUT", "-o", "lo", "-m", "comment", "--comment", "a\nb", "-j", "RETURN"}}},
 	// iptables refuses a DROP policy in nat; nft can set one.
 	{name: "policy change", nft: [][]string{{"add", "chain", "ip", "nat", "POSTROUTING", "{", "policy", "drop", ";", "}"}}},
 }
