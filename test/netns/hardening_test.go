@@ -283,3 +283,30 @@ func TestInterleavedWritersWithoutLock(t *testing.T) {
 		})
 	}
 }
+
+// TestNetnsLockNests: a caller (the plug-in) may hold the netns lock around
+// a whole verb and call Apply/Verify/Cleanup inside it; another process is
+// kept out until the outermost unlock.
+func TestNetnsLockNests(t *testing.T) {
+	n := newNetns(t, "mcni-nest")
+	tb := &nat.Netns{Path: n.Path(), Backend: nat.NFT, LockWait: 5e9}
+	unlock, err := tb.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := seedRules(t, redirecttest.SeedAnnotations)
+	if err := redirect.Apply(tb, rs); err != nil {
+		t.Fatal(err)
+	}
+	if err := redirect.Verify(tb, rs); err != nil {
+		t.Fatal(err)
+	}
+	probe := func() error { return exec.Command("flock", "--nonblock", n.Path(), "true").Run() }
+	if probe() == nil {
+		t.Fatal("another process could lock the netns while the outer lock is held")
+	}
+	unlock()
+	if err := probe(); err != nil {
+		t.Fatalf("the netns stayed locked after the outermost unlock: %v", err)
+	}
+}
