@@ -245,7 +245,7 @@ func waitNetnsPath(t *testing.T, procPath, mount string) {
 // (another tool, or a mesh-cni from before the lock).
 type unlocked struct{ n *nat.Netns }
 
-func (u unlocked) Save(f redirect.Family) (string, error)  { return u.n.Save(f) }
+func (u unlocked) Save(f redirect.Family) (string, error)    { return u.n.Save(f) }
 func (u unlocked) Restore(f redirect.Family, s string) error { return u.n.Restore(f, s) }
 
 // TestInterleavedWritersWithoutLock: even writers that do not serialise
