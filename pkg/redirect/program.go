@@ -25,6 +25,16 @@ type Locker interface {
 	Lock() (unlock func(), err error)
 }
 
+// Interleaver is implemented by Tables that can tell whether their last
+// successful Restore may have merged with another writer's commit.
+// iptables-nft does not fail a transaction against a concurrent commit, it
+// replays it: a replayed "-N" of a chain that appeared meanwhile is a
+// no-op, and every rule lands twice. After a fresh write, Apply reads the
+// table back when this says so, or when the Tables cannot tell.
+type Interleaver interface {
+	Interleaved() bool
+}
+
 // ErrBusy marks a Restore that gave up waiting for a lock another process
 // held (the xtables lock): retrying at once would only wait again.
 var ErrBusy = errors.New("the iptables lock is held by another process")
@@ -34,9 +44,10 @@ var ErrBusy = errors.New("the iptables lock is held by another process")
 const maxReplace = 3
 
 // Apply makes the nat table hold exactly rs in our chains. A netns without
-// our chains takes one restore and one read to check it; otherwise the
-// current rules are read and replaced in one transaction (a repeated ADD,
-// or one after tampering), and read back.
+// our chains takes one restore (and a read to check it when another
+// writer's commit may have merged with ours); otherwise the current rules
+// are read and replaced in one transaction (a repeated ADD, or one after
+// tampering), and read back.
 func Apply(t Tables, rs Ruleset) error {
 	unlock, err := lock(t)
 	if err != nil {
@@ -46,6 +57,9 @@ func Apply(t Tables, rs Ruleset) error {
 	freshErr := t.Restore(rs.Family, FreshScript(rs))
 	if errors.Is(freshErr, ErrBusy) {
 		return fmt.Errorf("%s nat table: %w", rs.Family, freshErr)
+	}
+	if freshErr == nil && !mayHaveInterleaved(t) {
+		return nil
 	}
 	cur, err := read(t, rs.Family)
 	if err != nil {
@@ -164,6 +178,11 @@ func Cleanup(t Tables, fam Family) error {
 		return fmt.Errorf("removing mesh rules: %w", err)
 	}
 	return nil
+}
+
+func mayHaveInterleaved(t Tables) bool {
+	i, ok := t.(Interleaver)
+	return !ok || i.Interleaved()
 }
 
 func lock(t Tables) (func(), error) {

@@ -311,3 +311,25 @@ func TestNetnsLockNests(t *testing.T) {
 		t.Fatalf("the netns stayed locked after the outermost unlock: %v", err)
 	}
 }
+
+// TestFreshAddNeedsNoReadBack: alone on a netns, a fresh restore is the
+// only commit, so ADD does not pay for reading the table back — on nft the
+// nf_tables generation moved by exactly one; legacy never merges. (That a
+// commit by someone else in between is noticed is what
+// TestInterleavedWritersWithoutLock proves: unnoticed, rules double.)
+func TestFreshAddNeedsNoReadBack(t *testing.T) {
+	rs := seedRules(t, redirecttest.SeedAnnotations)
+	for _, b := range backends {
+		n := newNetns(t, "mcni-gen")
+		tb := tablesFor(n, b)
+		if err := tb.Restore(redirect.IPv4, redirect.FreshScript(rs)); err != nil {
+			t.Fatal(err)
+		}
+		if tb.Interleaved() {
+			t.Errorf("%s: a lone fresh restore counts as interleaved", b)
+		}
+		if err := redirect.Verify(tb, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
