@@ -242,9 +242,13 @@ func waitNetnsPath(t *testing.T, procPath, mount string) {
 	t.Fatalf("%s never entered %s", procPath, mount)
 }
 
-// unlocked hides nat.Netns's Lock: a writer that does not take our lock
-// (another tool, or a mesh-cni from before the lock).
+// unlocked hides nat.Netns's Lock: its writers do not serialise, as with a
+// writer that does not take our lock (another tool, or a mesh-cni from
+// before the lock). It still tells whether a restore merged with another
+// commit, as the plug-in's own tables do.
 type unlocked struct{ n *nat.Netns }
+
+func (u unlocked) Interleaved() bool { return u.n.Interleaved() }
 
 func (u unlocked) Save(f redirect.Family) (string, error)    { return u.n.Save(f) }
 func (u unlocked) Restore(f redirect.Family, s string) error { return u.n.Restore(f, s) }
