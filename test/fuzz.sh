@@ -13,6 +13,6 @@ mapfile -t targets < <(grep -rHoE '^func Fuzz[A-Za-z0-9_]+\(' --include='*_test.
 for t in "${targets[@]}"; do
 	read -r dir name <<<"$t"
 	echo "== $name ($dir) for $FUZZTIME"
-	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "./$dir"
+	go test -run '^$' -parallel "${FUZZ_PARALLEL:-1}" -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "./$dir"
 done
 echo "fuzz: ${#targets[@]} targets, $FUZZTIME each, no findings"
