@@ -12,17 +12,17 @@ const (
 	DefaultOutboundPort      uint16 = 15001 // the proxy's outbound capture listener
 	DefaultInboundPort       uint16 = 15006 // the proxy's inbound capture listener
 	DefaultInboundTunnelPort uint16 = 15008 // HBONE/mTLS tunnel, arrives already meant for the proxy
+	DefaultDNSPort           uint16 = 15053 // the agent's DNS listener (UDP and TCP)
 	DefaultProxyUID          uint32 = 1337
 	DefaultProxyGID          uint32 = 1337
 )
 
+// dnsPort is the port DNS capture takes to DefaultDNSPort.
+const dnsPort uint16 = 53
+
 // proxyInboundPorts are the sidecar's status (15020), health (15021) and
 // Prometheus (15090) ports: kubelet probes and scrapes must reach them directly.
 var proxyInboundPorts = []uint16{15020, 15021, 15090}
-
-// proxyOutboundPorts: the proxy's merged-metrics/status port, never captured
-// on the way out either.
-var proxyOutboundPorts = []uint16{15020}
 
 // PortSet is a list of TCP ports or the wildcard "*".
 type PortSet struct {
@@ -50,6 +50,12 @@ type Settings struct {
 	InboundTunnelPort uint16
 	ProxyUID          uint32
 	ProxyGID          uint32
+	// CaptureDNS sends the app's DNS (UDP and TCP 53) to DNSPort.
+	CaptureDNS bool
+	DNSPort    uint16
+	// RerouteInterfaces are VM (KubeVirt) interfaces whose traffic is
+	// captured as outbound.
+	RerouteInterfaces []string
 
 	IncludeInboundPorts     PortSet
 	ExcludeInboundPorts     []uint16
