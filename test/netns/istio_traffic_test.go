@@ -259,3 +259,36 @@ func TestTrafficRerouteVirtualInterfaces(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestValidation: the stand-in's istio-validation passes as the proxy's UID
+// in a programmed netns and fails in one mesh-cni left alone; --want none
+// is the reverse (the e2e's istio-init pod).
+func TestValidation(t *testing.T) {
+	s := settingsFor(t, injected())
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			meshed := newMeshPod(t, b, s)
+			bare := newNetns(t, "mcni-bare")
+			if err := bare.Run("ip", "link", "set", "lo", "up"); err != nil {
+				t.Fatal(err)
+			}
+			run := func(n *cnitest.Netns, want string) error {
+				out, err := n.Command(proxyUID, proxyUID, standin, "validate", "--want", want, "--timeout", "2s").CombinedOutput()
+				t.Logf("validate --want %s: %s", want, strings.TrimSpace(string(out)))
+				return err
+			}
+			if err := run(meshed.pod, "captured"); err != nil {
+				t.Errorf("validation fails in a programmed netns: %v", err)
+			}
+			if err := run(bare, "captured"); err == nil {
+				t.Error("validation passes in a netns without rules")
+			}
+			if err := run(bare, "none"); err != nil {
+				t.Errorf("--want none fails without rules: %v", err)
+			}
+			if err := run(meshed.pod, "none"); err == nil {
+				t.Error("--want none passes in a programmed netns")
+			}
+		})
+	}
+}

@@ -5,6 +5,9 @@
 //	                                     UDP listeners answer each datagram
 //	standin app --listen :9080           a plain app that names itself
 //	       [--udp :53]                   (and answers datagrams, a resolver)
+//	standin validate [--want captured|none]
+//	                                     istio-validation: prove (or disprove)
+//	                                     the redirect before the app starts
 //	standin dial [--timeout 3s] [--udp] ip:port
 //	                                     connect (or send a datagram), print
 //	                                     the peer's line
@@ -38,6 +41,8 @@ func main() {
 		err = app(os.Args[2:])
 	case "dial":
 		err = dial(os.Args[2:])
+	case "validate":
+		err = validate(os.Args[2:])
 	default:
 		usage()
 	}
@@ -48,11 +53,16 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: standin proxy --ports P,P [--udp P] | app --listen ADDR [--udp ADDR] | dial [--timeout D] [--udp] HOST:PORT")
+	fmt.Fprintln(os.Stderr, "usage: standin proxy --ports P,P [--udp P] | app --listen ADDR [--udp ADDR] | validate [--want captured|none] | dial [--timeout D] [--udp] HOST:PORT")
 	os.Exit(2)
 }
 
 func proxy(args []string) error {
+	// Istio's injector writes "proxy sidecar ..." (or "proxy router"): the
+	// kind is positional; the stand-in's own flags follow it.
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		args = args[1:]
+	}
 	fs := flag.NewFlagSet("proxy", flag.ExitOnError)
 	ports := fs.String("ports", "15001,15006", "ports to listen on")
 	udp := fs.String("udp", "", "UDP ports to answer on")
