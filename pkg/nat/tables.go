@@ -24,7 +24,10 @@ type Netns struct {
 	IsolationErr error
 }
 
-var _ redirect.Tables = (*Netns)(nil)
+var (
+	_ redirect.Tables = (*Netns)(nil)
+	_ redirect.Locker = (*Netns)(nil)
+)
 
 func (n *Netns) tool(fam redirect.Family, verb string) string {
 	base := "iptables"
@@ -62,7 +65,12 @@ func (n *Netns) run(stdin []byte, name string, args ...string) ([]byte, error) {
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(stderr.String()))
+			msg := strings.TrimSpace(stderr.String())
+			if strings.Contains(msg, "holding the xtables lock") {
+				// Legacy only: nft does not take the xtables lock.
+				return fmt.Errorf("%s: %w: %s (%w)", name, err, msg, redirect.ErrBusy)
+			}
+			return fmt.Errorf("%s: %w: %s", name, err, msg)
 		}
 		out = stdout.Bytes()
 		return nil

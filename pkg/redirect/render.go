@@ -1,6 +1,7 @@
 package redirect
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -41,19 +42,62 @@ func (r Rule) String() string { return "-A " + r.Chain + " " + strings.Join(r.Ar
 // in one iptables-restore --noflush transaction: old jumps into our chains are
 // deleted (so re-ADD never duplicates them, and tampering is undone), our
 // chains are declared (flushing them) and refilled. Nothing else is touched.
-func ApplyScript(rs Ruleset, cur Table) string {
-	prelude := declarations()
-	for _, l := range cur.jumpsIntoOwn() {
-		prelude = append(prelude, "-D "+l)
+func ApplyScript(rs Ruleset, cur Table, del Deletion) string {
+	return script(append(declarations(), deleteJumps(cur, del)...), rs.Rules)
+}
+
+// Deletion is how a script names the jumps into our chains it deletes.
+type Deletion int
+
+const (
+	// ByText repeats the rule as iptables-save printed it: safe if another
+	// writer moves rules meanwhile, but a rule whose printed form does not
+	// read back as the same rule matches nothing and fails the script.
+	ByText Deletion = iota
+	// ByPosition names the rule's number in its chain, counted in cur:
+	// whatever the rule looks like, but only right while cur is current
+	// (callers hold the netns lock and read just before).
+	ByPosition
+)
+
+// deleteJumps deletes every jump into our chains that cur holds. By
+// position, each chain's are deleted last first, so the numbers of those
+// still to delete do not move.
+func deleteJumps(cur Table, del Deletion) []string {
+	jumps := cur.jumpsIntoOwn()
+	out := make([]string, 0, len(jumps))
+	if del == ByText {
+		for _, j := range jumps {
+			out = append(out, "-D "+j.rule.raw)
+		}
+		return out
 	}
-	return script(prelude, rs.Rules)
+	for i := len(jumps) - 1; i >= 0; i-- {
+		out = append(out, "-D "+jumps[i].chain+" "+strconv.Itoa(jumps[i].pos))
+	}
+	return out
+}
+
+// textDeletable reports whether every jump into our chains can be deleted
+// by text: a rule printed over several lines (a comment holding a newline)
+// cannot be written as one restore line.
+func textDeletable(cur Table) bool {
+	for _, j := range cur.jumpsIntoOwn() {
+		if strings.ContainsAny(j.rule.raw, "\n\r") {
+			return false
+		}
+	}
+	return true
 }
 
 // FreshScript programs a netns that holds none of our chains yet — the
 // normal ADD. It creates the chains with -N, so if any already exists the
 // whole transaction fails and changes nothing; the caller then reads the
-// table and replaces what is there (ApplyScript). This saves the
-// iptables-save on the path every new pod takes.
+// table and replaces what is there (ApplyScript). This saves an
+// iptables-save before the write on the path every new pod takes. (On nft,
+// -N does not fail against a chain a concurrent writer created after the
+// tool read the table — it re-evaluates instead — so Apply reads the table
+// back after this script.)
 func FreshScript(rs Ruleset) string {
 	prelude := make([]string, 0, len(OwnChains))
 	for _, c := range OwnChains {
@@ -64,11 +108,8 @@ func FreshScript(rs Ruleset) string {
 
 // CleanupScript removes every mesh-cni jump and chain present in cur, in one
 // transaction. It returns "" when there is nothing to remove.
-func CleanupScript(cur Table) string {
-	var prelude []string
-	for _, l := range cur.jumpsIntoOwn() {
-		prelude = append(prelude, "-D "+l)
-	}
+func CleanupScript(cur Table, del Deletion) string {
+	prelude := deleteJumps(cur, del)
 	var present []string
 	for _, c := range OwnChains {
 		if cur.Has(c) {

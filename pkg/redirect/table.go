@@ -1,26 +1,35 @@
 package redirect
 
 import (
-	"bufio"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
 
 // Table is the nat table as the kernel holds it, read from iptables-save.
 type Table struct {
-	chains map[string][]string // chain -> rules in canonical form ("CHAIN args")
+	chains map[string][]savedRule
 	order  []string
 }
 
-// ParseSave reads the nat table out of iptables-save output.
+// savedRule is one "-A" line of iptables-save output.
+type savedRule struct {
+	raw    string // "CHAIN args" exactly as iptables-save printed it, quotes and all
+	canon  string // Canonical form, for comparing with what we render
+	target string // the -j/-g target, "" without one
+}
+
+// ParseSave reads the nat table out of iptables-save output. Arguments are
+// split the way iptables-restore splits them (double quotes, backslash
+// escapes), so a foreign rule's comment can neither hide nor fake a jump;
+// a quoted argument may even span lines (a comment holding a newline).
 func ParseSave(text string) (Table, error) {
-	t := Table{chains: map[string][]string{}}
+	t := Table{chains: map[string][]savedRule{}}
 	inNat := false
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	lines := strings.Split(text, "\n")
+	for i := 0; i < len(lines); i++ {
+		line := strings.TrimSpace(lines[i])
 		switch {
 		case line == "" || strings.HasPrefix(line, "#"):
 		case strings.HasPrefix(line, "*"):
@@ -32,17 +41,62 @@ func ParseSave(text string) (Table, error) {
 			name, _, _ := strings.Cut(line[1:], " ")
 			t.declare(name)
 		case strings.HasPrefix(line, "-A "):
-			fields := strings.Fields(line[3:])
-			if len(fields) < 1 {
+			raw := line[3:]
+			args, ok := splitArgs(raw)
+			// An open quote continues on the next line.
+			for !ok && i+1 < len(lines) {
+				i++
+				raw += "\n" + lines[i]
+				args, ok = splitArgs(raw)
+			}
+			if !ok {
+				return Table{}, fmt.Errorf("iptables-save: unterminated quote in %q", line)
+			}
+			if len(args) < 1 {
 				return Table{}, fmt.Errorf("iptables-save: rule without chain: %q", line)
 			}
-			t.declare(fields[0])
-			t.chains[fields[0]] = append(t.chains[fields[0]], Canonical(fields[0], fields[1:]))
+			t.declare(args[0])
+			t.chains[args[0]] = append(t.chains[args[0]], savedRule{
+				raw: raw, canon: Canonical(args[0], args[1:]), target: target(args[1:]),
+			})
 		default:
 			return Table{}, fmt.Errorf("iptables-save: unexpected line %q", line)
 		}
 	}
-	return t, sc.Err()
+	return t, nil
+}
+
+// splitArgs splits a rule the way iptables-restore does: whitespace
+// separates arguments except inside double quotes, where a backslash makes
+// the next character literal. ok is false when a quote is left open.
+func splitArgs(s string) (args []string, ok bool) {
+	var cur strings.Builder
+	inArg, quoted, escaped := false, false, false
+	for _, c := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(c)
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+			inArg = true
+		case !quoted && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteRune(c)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	return args, !quoted && !escaped
 }
 
 func (t *Table) declare(name string) {
@@ -56,49 +110,101 @@ func (t *Table) declare(name string) {
 func (t Table) Has(chain string) bool { _, ok := t.chains[chain]; return ok }
 
 // Rules returns a chain's rules in canonical form.
-func (t Table) Rules(chain string) []string { return t.chains[chain] }
-
-// jumpsIntoOwn lists the rules of other chains that jump into ours, in the
-// form "-D" takes ("CHAIN args").
-func (t Table) jumpsIntoOwn() []string {
+func (t Table) Rules(chain string) []string {
 	var out []string
+	for _, r := range t.chains[chain] {
+		out = append(out, r.canon)
+	}
+	return out
+}
+
+// jump is a rule of another chain that jumps into one of ours.
+type jump struct {
+	chain string
+	pos   int // 1-based, as "-D CHAIN N" counts
+	rule  savedRule
+}
+
+// jumpsIntoOwn lists the rules of other chains that jump into ours, chain
+// by chain in table order, each chain's in rule order.
+func (t Table) jumpsIntoOwn() []jump {
+	var out []jump
 	for _, c := range t.order {
 		if slices.Contains(OwnChains, c) {
 			continue
 		}
-		for _, r := range t.chains[c] {
-			if target(r) != "" && slices.Contains(OwnChains, target(r)) {
-				out = append(out, r)
+		for i, r := range t.chains[c] {
+			if slices.Contains(OwnChains, r.target) {
+				out = append(out, jump{chain: c, pos: i + 1, rule: r})
 			}
 		}
 	}
 	return out
 }
 
-func target(rule string) string {
-	f := strings.Fields(rule)
-	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "-j" || f[i] == "-g" {
-			return f[i+1]
+// target is the rule's -j/-g argument; the last one wins, as in iptables.
+func target(args []string) string {
+	t := ""
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "-j" || args[i] == "-g" || args[i] == "--jump" || args[i] == "--goto" {
+			t = args[i+1]
+			i++
 		}
 	}
-	return ""
+	return t
 }
 
-// Canonical writes a rule the way iptables-save prints it, minus the implicit
-// protocol match ("-p tcp -m tcp") that iptables adds for --dport, so rules
-// we render and rules the kernel reports compare equal.
+// Canonical writes a rule so that what we render and what iptables-save
+// prints for it compare equal:
+//   - the implicit protocol match iptables adds for --dport ("-p tcp -m tcp")
+//     is dropped;
+//   - an address is masked and printed one way (iptables-save prints
+//     "::1.2.3.4/128" where Go prints "::102:304/128");
+//   - a range that matches everything ("-d 0.0.0.0/0", "-s ::/0", and
+//     "203.0.113.7/0", which masks to it) is dropped: iptables-save omits it;
+//   - an argument holding spaces or quotes is quoted, so the form is
+//     unambiguous.
 func Canonical(chain string, args []string) string {
 	out := make([]string, 0, len(args)+1)
 	out = append(out, chain)
 	for i := 0; i < len(args); i++ {
-		if args[i] == "-m" && i+1 < len(args) && i >= 2 && args[i-2] == "-p" && args[i-1] == args[i+1] {
+		a := args[i]
+		switch {
+		case a == "-m" && i+1 < len(args) && i >= 2 && args[i-2] == "-p" && args[i-1] == args[i+1]:
 			i++
 			continue
+		case (a == "-s" || a == "-d") && i+1 < len(args):
+			if p, ok := parseAddrArg(args[i+1]); ok {
+				i++
+				negated := out[len(out)-1] == "!"
+				if p.Bits() == 0 && !negated {
+					continue
+				}
+				out = append(out, a, p.String())
+				continue
+			}
 		}
-		out = append(out, args[i])
+		out = append(out, quoteArg(a))
 	}
 	return strings.Join(out, " ")
+}
+
+// parseAddrArg reads an -s/-d value: a CIDR or a bare address (a host).
+func parseAddrArg(s string) (netip.Prefix, bool) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	return netip.Prefix{}, false
+}
+
+func quoteArg(a string) string {
+	if a != "" && !strings.ContainsAny(a, " \t\n\r\"\\'") {
+		return a
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a) + `"`
 }
 
 // Diff compares the mesh-cni part of the table with the ruleset and returns
@@ -118,8 +224,10 @@ func Diff(rs Ruleset, cur Table) []string {
 		}
 		diff = append(diff, diffOrdered(want[c], cur.Rules(c))...)
 	}
-	have := cur.jumpsIntoOwn()
-	var wantJumps []string
+	var have, wantJumps []string
+	for _, j := range cur.jumpsIntoOwn() {
+		have = append(have, j.rule.canon)
+	}
 	for _, r := range rs.Rules {
 		if !slices.Contains(OwnChains, r.Chain) {
 			wantJumps = append(wantJumps, Canonical(r.Chain, r.Args))

@@ -1,6 +1,7 @@
 package redirect
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -40,7 +41,7 @@ func TestParseSave(t *testing.T) {
 		t.Errorf("canonical form: %q", got)
 	}
 	if j := tb.jumpsIntoOwn(); len(j) != 2 {
-		t.Errorf("jumps: %q", j)
+		t.Errorf("jumps: %+v", j)
 	}
 	if _, err := ParseSave("*nat\n-A\nCOMMIT\n"); err == nil {
 		t.Error("a rule without chain parsed")
@@ -52,7 +53,7 @@ func TestParseSave(t *testing.T) {
 
 func TestCleanupScript(t *testing.T) {
 	tb, _ := ParseSave(saved)
-	got := CleanupScript(tb)
+	got := CleanupScript(tb, ByText)
 	want := `*nat
 -D PREROUTING -p tcp -j ISTIO_INBOUND
 -D OUTPUT -p tcp -j ISTIO_OUTPUT
@@ -70,7 +71,7 @@ COMMIT
 		t.Fatalf("got\n%s", got)
 	}
 	empty, _ := ParseSave("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n")
-	if CleanupScript(empty) != "" {
+	if CleanupScript(empty, ByText) != "" {
 		t.Fatal("cleanup of a clean table is not a no-op")
 	}
 }
@@ -97,5 +98,66 @@ func TestDiffNamesChanges(t *testing.T) {
 	gone, _ := ParseSave(strings.Replace(saved, ":ISTIO_OUTPUT - [0:0]\n", "", 1))
 	if d := strings.Join(Diff(rs, gone), "\n"); !strings.Contains(d, "missing chain: ISTIO_OUTPUT") {
 		t.Errorf("a deleted chain is not reported:\n%s", d)
+	}
+}
+
+// A foreign rule's comment can hold spaces, quotes, a fake "-j ISTIO_…"
+// and even a newline; none of it may hide or fake a jump into our chains.
+const awkward = `*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:ISTIO_OUTPUT - [0:0]
+-A OUTPUT -m comment --comment "a  b -j ISTIO_OUTPUT" -j RETURN
+-A OUTPUT -m comment --comment "x
+y \"q\" \\ \'s\'" -p tcp -j ISTIO_OUTPUT
+-A OUTPUT -p tcp -j ISTIO_OUTPUT
+-A PREROUTING -m comment --comment "" -g ISTIO_OUTPUT
+COMMIT
+`
+
+func TestParseSaveQuotes(t *testing.T) {
+	tb, err := ParseSave(awkward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tb.Rules("OUTPUT")); n != 3 {
+		t.Fatalf("OUTPUT has %d rules, want 3: %q", n, tb.Rules("OUTPUT"))
+	}
+	var got []string
+	for _, j := range tb.jumpsIntoOwn() {
+		got = append(got, j.chain+" "+strconv.Itoa(j.pos))
+	}
+	if strings.Join(got, ",") != "PREROUTING 1,OUTPUT 2,OUTPUT 3" {
+		t.Fatalf("jumps at %v", got)
+	}
+	pos := CleanupScript(tb, ByPosition)
+	for _, want := range []string{"-D OUTPUT 3\n-D OUTPUT 2\n-D PREROUTING 1\n"} {
+		if !strings.Contains(pos, want) {
+			t.Errorf("by position, want %q in\n%s", want, pos)
+		}
+	}
+	if textDeletable(tb) {
+		t.Error("a rule spanning lines is deletable by text")
+	}
+	if _, err := ParseSave("*nat\n-A OUTPUT -m comment --comment \"open\nCOMMIT\n"); err == nil {
+		t.Error("an unterminated quote parsed")
+	}
+}
+
+func TestCanonicalAddresses(t *testing.T) {
+	for _, c := range []struct{ args, want string }{
+		{"-d 0.0.0.0/0 -j RETURN", "X -j RETURN"},
+		{"-d 203.0.113.7/0 -j RETURN", "X -j RETURN"},
+		{"-s ::/0 -d ::/0 -j RETURN", "X -j RETURN"},
+		{"! -d 0.0.0.0/0 -j RETURN", "X ! -d 0.0.0.0/0 -j RETURN"},
+		{"-d ::1.2.3.4/128 -j RETURN", "X -d ::102:304/128 -j RETURN"},
+		{"-d 10.1.2.3/8 -j RETURN", "X -d 10.0.0.0/8 -j RETURN"},
+		{"-d 10.1.2.3 -j RETURN", "X -d 10.1.2.3/32 -j RETURN"},
+		{"-p tcp -m tcp --dport 80 -j RETURN", "X -p tcp --dport 80 -j RETURN"},
+		{"-m comment --comment a\x00b", "X -m comment --comment a\x00b"},
+	} {
+		if got := Canonical("X", strings.Fields(c.args)); got != c.want {
+			t.Errorf("Canonical(%q) = %q, want %q", c.args, got, c.want)
+		}
 	}
 }
