@@ -131,21 +131,23 @@ func (n Node) Validate() error {
 // the identity the sidecar runs as (its securityContext, else the default).
 // Every error names the annotation that caused it.
 func (n Node) Resolve(annotations map[string]string, proxy Proxy) (Settings, error) {
-	if mode, ok := annotations[AnnoInterceptionMode]; ok {
-		switch strings.TrimSpace(mode) {
+	mode := ModeRedirect
+	if m, ok := annotations[AnnoInterceptionMode]; ok {
+		switch strings.TrimSpace(m) {
 		case "", ModeRedirect:
 		case ModeTProxy:
-			return Settings{}, fmt.Errorf("annotation %s=%q: TPROXY interception is not supported yet; use REDIRECT", AnnoInterceptionMode, mode)
+			mode = ModeTProxy
 		case ModeNone:
-			return Settings{}, fmt.Errorf("annotation %s=%q: the pod asks for no redirect; it must not be programmed", AnnoInterceptionMode, mode)
+			return Settings{}, fmt.Errorf("annotation %s=%q: the pod asks for no redirect; it must not be programmed", AnnoInterceptionMode, m)
 		default:
-			return Settings{}, fmt.Errorf("annotation %s=%q: unknown interception mode (want REDIRECT, TPROXY or NONE)", AnnoInterceptionMode, mode)
+			return Settings{}, fmt.Errorf("annotation %s=%q: unknown interception mode (want REDIRECT, TPROXY or NONE)", AnnoInterceptionMode, m)
 		}
 	}
 	s, err := n.resolve(annotations, proxy, "")
 	if err != nil {
 		return Settings{}, err
 	}
+	s.Mode, s.TProxyMark, s.TProxyTable = mode, DefaultTProxyMark, DefaultTProxyTable
 	if s.RerouteInterfaces, err = rerouteInterfaces(annotations); err != nil {
 		return Settings{}, err
 	}

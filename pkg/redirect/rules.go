@@ -33,16 +33,47 @@ const (
 // in the nat table is touched except the jumps into them.
 var OwnChains = []string{ChainInbound, ChainRedirect, ChainInRedirect, ChainOutput}
 
-// Rule is one "-A Chain Args..." line of the nat table.
+// Rule is one "-A Chain Args..." line of a table.
 type Rule struct {
 	Chain string
 	Args  []string
 }
 
-// Ruleset is everything mesh-cni holds in one family's nat table.
+// Ruleset is everything mesh-cni holds in one family's table: the nat
+// table unless Table names another. A TPROXY ruleset (nat) carries the
+// mangle table's rules and the policy route with it, so apply, CHECK and
+// cleanup treat the three as one.
 type Ruleset struct {
 	Family Family
+	Table  string // "" is nat
 	Rules  []Rule
+	// Mangle and Route are set in TPROXY mode only.
+	Mangle *Ruleset
+	Route  *TProxyRoute
+}
+
+// table is the name iptables knows the ruleset's table by.
+func (rs Ruleset) table() string { return tableName(rs.Table) }
+
+func tableName(t string) string {
+	if t == "" {
+		return TableNat
+	}
+	return t
+}
+
+// The tables mesh-cni writes.
+const (
+	TableNat    = "nat"
+	TableMangle = "mangle"
+)
+
+// ownChains are the chains mesh-cni owns in a table.
+func ownChains(table string) []string {
+	if tableName(table) == TableMangle {
+		return MangleChains
+	}
+	return OwnChains
 }
 
 // addr is the family-specific address used by the loopback rules.
@@ -61,11 +92,21 @@ var addrs = map[Family]addr{
 func Build(s Settings, fam Family) Ruleset {
 	b := builder{fam: fam}
 	b.jumps(s)
-	b.inbound(s)
+	if !s.TProxy() {
+		b.inbound(s)
+	}
 	b.add(ChainRedirect, "-p", "tcp", "-j", "REDIRECT", "--to-ports", port(s.OutboundPort))
 	b.add(ChainInRedirect, "-p", "tcp", "-j", "REDIRECT", "--to-ports", port(s.InboundPort))
 	b.output(s)
-	return Ruleset{Family: fam, Rules: b.rules}
+	rs := Ruleset{Family: fam, Rules: b.rules}
+	if s.TProxy() {
+		// Inbound is intercepted in the mangle table instead; outbound
+		// stays REDIRECT in nat, as in Istio.
+		mangle := buildMangle(s, fam)
+		rs.Mangle = &mangle
+		rs.Route = &TProxyRoute{Mark: s.TProxyMark, Table: s.TProxyTable}
+	}
+	return rs
 }
 
 type builder struct {
@@ -79,7 +120,7 @@ func (b *builder) add(chain string, args ...string) {
 
 func (b *builder) jumps(s Settings) {
 	b.rerouteJumps(s)
-	if !s.IncludeInboundPorts.Empty() {
+	if !s.IncludeInboundPorts.Empty() && !s.TProxy() {
 		b.add("PREROUTING", "-p", "tcp", "-j", ChainInbound)
 	}
 	b.add("OUTPUT", "-p", "tcp", "-j", ChainOutput)

@@ -17,6 +17,18 @@ const (
 	DefaultProxyGID          uint32 = 1337
 )
 
+// TPROXY's defaults, Istio's: inbound packets are marked 1337 and routed
+// by table 133 to local delivery; the proxy's own loopback traffic to the
+// pod is marked 1338.
+const (
+	DefaultTProxyMark  uint32 = 1337
+	DefaultTProxyTable uint32 = 133
+	outboundMark       uint32 = 1338
+)
+
+// TProxy reports whether inbound is intercepted with TPROXY.
+func (s Settings) TProxy() bool { return s.Mode == ModeTProxy }
+
 // dnsPort is the port DNS capture takes to DefaultDNSPort.
 const dnsPort uint16 = 53
 
@@ -56,6 +68,11 @@ type Settings struct {
 	// RerouteInterfaces are VM (KubeVirt) interfaces whose traffic is
 	// captured as outbound.
 	RerouteInterfaces []string
+	// Mode is ModeRedirect or ModeTProxy; TProxyMark and TProxyTable are
+	// the packet mark and routing table TPROXY interception uses.
+	Mode        string
+	TProxyMark  uint32
+	TProxyTable uint32
 
 	IncludeInboundPorts     PortSet
 	ExcludeInboundPorts     []uint16

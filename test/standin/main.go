@@ -2,7 +2,8 @@
 //
 //	standin proxy --ports 15001,15006   as UID 1337: report each connection's
 //	       [--udp 15053]                 original destination (SO_ORIGINAL_DST);
-//	                                     UDP listeners answer each datagram
+//	       [--tproxy 15006]              UDP listeners answer each datagram;
+//	                                     transparent listeners report TPROXY's
 //	standin app --listen :9080           a plain app that names itself
 //	       [--udp :53]                   (and answers datagrams, a resolver)
 //	standin validate [--want captured|none]
@@ -66,8 +67,12 @@ func proxy(args []string) error {
 	fs := flag.NewFlagSet("proxy", flag.ExitOnError)
 	ports := fs.String("ports", "15001,15006", "ports to listen on")
 	udp := fs.String("udp", "", "UDP ports to answer on")
+	tproxy := fs.String("tproxy", "", "transparent (TPROXY) ports to listen on; needs CAP_NET_ADMIN")
 	_ = fs.Parse(args)
-	var lns []io.Closer
+	lns, err := serveTransparent(splitList(*tproxy))
+	if err != nil {
+		return err
+	}
 	// Like Istio's agent, the UDP listeners bind the loopback addresses: a
 	// reply must leave from the address REDIRECT sent the query to
 	// (127.0.0.1 or ::1) for conntrack to map it back to the resolver's.

@@ -65,6 +65,12 @@ var Cases = []Case{
 		redirect.AnnoRerouteVirtualInterfaces: "vnet0,k6t-eth0"}},
 	{Name: "kubevirt-interfaces-ranges", Proxy: defProxy, Families: both, Annotations: map[string]string{
 		redirect.AnnoKubevirtInterfaces: "vnet0", redirect.AnnoIncludeOutboundIPRanges: "10.96.0.0/12,fd00:10:96::/112"}},
+	// TPROXY: inbound in the mangle table (and a policy route), outbound
+	// still REDIRECT in nat.
+	{Name: "tproxy", Proxy: defProxy, Families: both, Annotations: map[string]string{
+		redirect.AnnoInterceptionMode: "TPROXY"}},
+	{Name: "tproxy-inbound-list", Proxy: redirect.Proxy{UID: 2000, GID: 3000}, Families: v4, Annotations: map[string]string{
+		redirect.AnnoInterceptionMode: "TPROXY", redirect.AnnoIncludeInboundPorts: "9080,15021", redirect.AnnoExcludeInterfaces: "net1"}},
 	// The current annotation wins; the deprecated one is not even read.
 	{Name: "reroute-wins-over-kubevirt", Proxy: defProxy, Families: v4, Annotations: map[string]string{
 		redirect.AnnoRerouteVirtualInterfaces: "vnet0", redirect.AnnoKubevirtInterfaces: "not an interface!"}},
@@ -87,8 +93,6 @@ var Cases = []Case{
 		redirect.AnnoExcludeInterfaces: "eth0 -j DROP"}},
 	{Name: "bad-interface-long", WantErr: "traffic.sidecar.istio.io/excludeInterfaces", Annotations: map[string]string{
 		redirect.AnnoExcludeInterfaces: "averyveryverylongname0"}},
-	{Name: "tproxy", WantErr: "TPROXY interception is not supported yet", Annotations: map[string]string{
-		redirect.AnnoInterceptionMode: "TPROXY"}},
 	{Name: "bad-mode", WantErr: "sidecar.istio.io/interceptionMode", Annotations: map[string]string{
 		redirect.AnnoInterceptionMode: "redirect"}},
 	// NONE pods are skipped by podcheck; resolving one anyway must refuse.
@@ -100,6 +104,20 @@ var Cases = []Case{
 		redirect.AnnoKubevirtInterfaces: "vnet0,"}},
 	{Name: "bad-mapped-v6", WantErr: "IPv4-mapped", Annotations: map[string]string{
 		redirect.AnnoExcludeOutboundIPRanges: "::ffff:10.0.0.0/104"}},
+}
+
+// Render is a ruleset as its golden file holds it: the nat table's
+// restore input, then, for TPROXY, the mangle table's and the route as a
+// comment (iptables-restore skips it).
+func Render(rs redirect.Ruleset) string {
+	out := redirect.Render(rs)
+	if rs.Mangle != nil {
+		out += redirect.Render(*rs.Mangle)
+	}
+	if rs.Route != nil {
+		out += "# " + rs.Route.String() + "\n"
+	}
+	return out
 }
 
 // Golden is the golden file name of one case and family, under pkg/redirect/testdata.
