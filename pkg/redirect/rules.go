@@ -141,7 +141,7 @@ func (b *builder) rerouteJumps(s Settings) {
 			b.add("PREROUTING", "-i", iface, "-j", ChainRedirect)
 		default:
 			for _, p := range b.family(inc.Prefixes) {
-				b.add("PREROUTING", "-i", iface, "-d", p.String(), "-j", ChainRedirect)
+				b.add("PREROUTING", "-d", p.String(), "-i", iface, "-j", ChainRedirect) // iptables-save order
 			}
 		}
 	}
