@@ -26,7 +26,8 @@ func TestIstioInjectedPods(t *testing.T) {
 	proxy(root).SecurityContext = &corev1.SecurityContext{RunAsUser: &zero, RunAsGroup: &group}
 	dns := cnitest.SeedPod("default", "dns-v1", nil)
 	proxy(dns).Env = []corev1.EnvVar{{Name: "ISTIO_META_DNS_CAPTURE", Value: "true"}}
-	e := newEnv(t, "1.0.0", map[string]any{"iptablesBackend": "nft"}, none, proxyless, gateway, root, dns)
+	tproxy := cnitest.SeedPod("default", "tproxy-v1", map[string]string{"sidecar.istio.io/interceptionMode": "TPROXY"})
+	e := newEnv(t, "1.0.0", map[string]any{"iptablesBackend": "nft"}, none, proxyless, gateway, root, dns, tproxy)
 
 	for _, name := range []string{"none-v1", "grpc-v1", "gateway-v1"} {
 		p := e.pod("default", name)
@@ -80,5 +81,33 @@ func TestIstioInjectedPods(t *testing.T) {
 	}
 	if c := istioChains(t, p, nat.NFT); len(c) > 0 {
 		t.Fatalf("DEL left %v", c)
+	}
+
+	// TPROXY through the real plug-in: ADD programs mangle and the policy
+	// route, CHECK passes then fails once the route is gone, DEL removes all.
+	p = e.pod("default", "tproxy-v1")
+	if _, err := e.chain.Add(p); err != nil {
+		t.Fatalf("TPROXY ADD: %v", err)
+	}
+	if err := e.chain.Check(p); err != nil {
+		t.Fatalf("TPROXY CHECK: %v", err)
+	}
+	mangle, err := p.Netns.Output("iptables-nft-save", "-t", "mangle")
+	if err != nil || !strings.Contains(mangle, "-j TPROXY --on-port 15006") {
+		t.Fatalf("TPROXY: mangle lacks the TPROXY rule (%v):\n%s", err, mangle)
+	}
+	if err := p.Netns.Run("ip", "-4", "rule", "del", "fwmark", "1337", "lookup", "133"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.chain.Check(p); err == nil || !strings.Contains(err.Error(), "ip rule") {
+		t.Fatalf("CHECK without the ip rule = %v, want an error naming it", err)
+	}
+	if err := e.chain.Del(p); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := p.Netns.Output("iptables-nft-save")
+	routes, _ := p.Netns.Output("ip", "-6", "rule", "show", "fwmark", "1337")
+	if strings.Contains(all, "ISTIO_") || strings.Contains(routes, "lookup 133") {
+		t.Fatalf("DEL left TPROXY state:\n%s\n%s", all, routes)
 	}
 }
