@@ -15,7 +15,15 @@ import (
 // meets on the same lock, and nothing is left on disk. The kernel drops
 // the lock when the process dies, SIGKILL included. The wait is bounded
 // by LockWait.
+//
+// Lock nests: a caller may hold it around a whole CNI verb (every family
+// and the rollback) and still call Apply, which locks again; only the
+// outermost unlock releases it. A Netns is for one goroutine at a time.
 func (n *Netns) Lock() (func(), error) {
+	if n.lockDepth > 0 {
+		n.lockDepth++
+		return n.unlock, nil
+	}
 	f, err := os.Open(n.Path)
 	if err != nil {
 		return nil, fmt.Errorf("locking netns %s: %w", n.Path, err)
@@ -25,7 +33,8 @@ func (n *Netns) Lock() (func(), error) {
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return func() { f.Close() }, nil // closing the file releases the lock
+			n.lockFile, n.lockDepth = f, 1
+			return n.unlock, nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
@@ -42,3 +51,10 @@ func (n *Netns) Lock() (func(), error) {
 }
 
 var errNetnsBusy = errors.New("netns locked")
+
+func (n *Netns) unlock() {
+	if n.lockDepth--; n.lockDepth == 0 {
+		n.lockFile.Close() // closing the file releases the lock
+		n.lockFile = nil
+	}
+}

@@ -3,6 +3,7 @@ package nat
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -22,6 +23,9 @@ type Netns struct {
 	// IsolationErr is, after a call, why the files-only NSS isolation could
 	// not be set up (nil when it was); the command ran all the same.
 	IsolationErr error
+
+	lockFile  *os.File // the netns file, flocked while lockDepth > 0
+	lockDepth int
 }
 
 var (

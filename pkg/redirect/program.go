@@ -84,37 +84,49 @@ func applyTable(t Tables, rs Ruleset) error {
 	return replace(t, rs, cur)
 }
 
-// replace rewrites our part of the table until it reads back as rs.
+// replace rewrites our part of the table until it reads back as rs. A
+// rewrite that fails or does not read back as written (a writer that does
+// not take our lock changed the table meanwhile) is retried on a fresh
+// read, a bounded number of times.
 func replace(t Tables, rs Ruleset, cur Table) error {
-	var diff []string
+	var last error
 	for range maxReplace {
-		if err := restoreDeleting(t, rs.Family, cur, func(del Deletion) string { return ApplyScript(rs, cur, del) }); err != nil {
+		err := restoreDeleting(t, rs.Family, cur, func(cur Table, del Deletion) string { return ApplyScript(rs, cur, del) })
+		if errors.Is(err, ErrBusy) {
 			return err
 		}
-		var err error
-		if cur, err = readTable(t, rs.Family, rs.Table); err != nil {
-			return err
+		var rerr error
+		if cur, rerr = readTable(t, rs.Family, rs.Table); rerr != nil {
+			return errors.Join(err, rerr)
 		}
-		if diff = Diff(rs, cur); len(diff) == 0 {
+		diff := Diff(rs, cur)
+		if err == nil && len(diff) == 0 {
 			return nil
 		}
+		if last = err; last == nil {
+			last = fmt.Errorf("%s %s table: another writer changed the mesh rules meanwhile:\n  %s", rs.Family, rs.table(), strings.Join(diff, "\n  "))
+		}
 	}
-	return fmt.Errorf("%s %s table: another writer keeps changing the mesh rules; after %d rewrites they still differ:\n  %s",
-		rs.Family, rs.table(), maxReplace, strings.Join(diff, "\n  "))
+	return fmt.Errorf("gave up after %d rewrites: %w", maxReplace, last)
 }
 
 // restoreDeleting runs a script that deletes jumps: by text first, which
-// stays right if another writer moves rules; by position when the text
-// cannot name the rule (it does not read back as itself, or spans lines).
-func restoreDeleting(t Tables, fam Family, cur Table, script func(Deletion) string) error {
+// stays right if another writer moves rules; if that fails (the text does
+// not read back as the rule, or spans lines, or the rule moved), by
+// position in a fresh read.
+func restoreDeleting(t Tables, fam Family, cur Table, script func(Table, Deletion) string) error {
 	var textErr error
 	if textDeletable(cur) {
-		textErr = t.Restore(fam, script(ByText))
+		textErr = t.Restore(fam, script(cur, ByText))
 		if textErr == nil || errors.Is(textErr, ErrBusy) {
 			return wrapFam(fam, cur.name, textErr)
 		}
+		var err error
+		if cur, err = readTable(t, fam, cur.name); err != nil {
+			return errors.Join(textErr, err)
+		}
 	}
-	if err := t.Restore(fam, script(ByPosition)); err != nil {
+	if err := t.Restore(fam, script(cur, ByPosition)); err != nil {
 		return wrapFam(fam, cur.name, errors.Join(textErr, err))
 	}
 	return nil
@@ -231,7 +243,7 @@ func cleanupTable(t Tables, fam Family, cur Table) error {
 	if CleanupScript(cur, ByText) == "" {
 		return nil
 	}
-	err := restoreDeleting(t, fam, cur, func(del Deletion) string { return CleanupScript(cur, del) })
+	err := restoreDeleting(t, fam, cur, CleanupScript)
 	if err != nil {
 		return fmt.Errorf("removing mesh rules: %w", err)
 	}

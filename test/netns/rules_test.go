@@ -14,7 +14,9 @@ import (
 
 // kernelRules reads our part of the nat table back from the kernel, as
 // iptables-save prints it, in a stable order (chains in OwnChains order,
-// built-in chains' jumps first).
+// built-in chains' jumps first). A rule of another chain is a jump into
+// ours when it ends in "-j/-g <our chain>" (plain text handling, not the
+// parser under test).
 func kernelRules(t *testing.T, tb *nat.Netns, fam redirect.Family) []string {
 	t.Helper()
 	text, err := tb.Save(fam)
@@ -23,14 +25,14 @@ func kernelRules(t *testing.T, tb *nat.Netns, fam redirect.Family) []string {
 	}
 	var jumps, own []string
 	byChain := map[string][]string{}
-	for _, line := range strings.Split(text, "\n") {
+	for _, line := range saveItems(text) {
 		if !strings.HasPrefix(line, "-A ") {
 			continue
 		}
 		chain := strings.Fields(line)[1]
 		if slices.Contains(redirect.OwnChains, chain) {
 			byChain[chain] = append(byChain[chain], line)
-		} else if strings.Contains(line, "-j ISTIO_") {
+		} else if jumpsIntoOwn(line) {
 			jumps = append(jumps, line)
 		}
 	}
@@ -38,6 +40,32 @@ func kernelRules(t *testing.T, tb *nat.Netns, fam redirect.Family) []string {
 		own = append(own, byChain[c]...)
 	}
 	return append(jumps, own...)
+}
+
+// saveItems splits iptables-save output into chain declarations and
+// rules; a physical line that starts neither continues the one before (a
+// comment holding a newline).
+func saveItems(text string) []string {
+	var items []string
+	for _, l := range strings.Split(text, "\n") {
+		switch {
+		case l == "" || strings.HasPrefix(l, "#") || strings.HasPrefix(l, "*") || l == "COMMIT":
+		case strings.HasPrefix(l, ":") || strings.HasPrefix(l, "-A "):
+			items = append(items, l)
+		case len(items) > 0:
+			items[len(items)-1] += "\n" + l
+		}
+	}
+	return items
+}
+
+func jumpsIntoOwn(rule string) bool {
+	for _, c := range redirect.OwnChains {
+		if strings.HasSuffix(rule, " -j "+c) || strings.HasSuffix(rule, " -g "+c) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestCasesInKernel is the second runner of redirecttest.Cases: every case
