@@ -116,8 +116,8 @@ func FuzzParseInterfaces(f *testing.F) {
 		for _, n := range names {
 			// What reaches an iptables-restore line must not be able to
 			// carry syntax: no space, quote, '!', '#', '+' (a wildcard) or
-			// '/', and it must fit IFNAMSIZ.
-			if n == "" || len(n) > 15 || strings.ContainsAny(n, " \t\r\n\"'\\!#+/:,") {
+			// '/', no leading '-' (an option), and it must fit IFNAMSIZ.
+			if n == "" || len(n) > 15 || n[0] == '-' || strings.ContainsAny(n, " \t\r\n\"'\\!#+/:,") {
 				t.Fatalf("ParseInterfaces(%q) accepted %q", s, n)
 			}
 		}
@@ -239,8 +239,11 @@ func FuzzRenderDiff(f *testing.F) {
 				}
 			}
 			for _, r := range rs.Rules {
-				for i, a := range r.Args {
-					if a == "-d" || a == "-s" {
+				for i := 0; i < len(r.Args); i++ {
+					switch a := r.Args[i]; {
+					case a == "-i" || a == "-o":
+						i++ // an interface name, whatever it looks like
+					case a == "-d" || a == "-s":
 						if _, err := netip.ParsePrefix(r.Args[i+1]); err != nil {
 							t.Fatalf("rule %v: address %q", r, r.Args[i+1])
 						}

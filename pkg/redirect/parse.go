@@ -112,9 +112,11 @@ func ParsePrefixSet(s string) (PrefixSet, error) {
 // ifaceName reports whether s is what the kernel accepts as an interface
 // name (IFNAMSIZ-1 bytes, no '/', whitespace or ':'), further limited to
 // characters that cannot carry iptables-restore or shell syntax into the
-// rules. A loop, not a regexp: this runs in every plug-in start's init path.
+// rules, and not starting like an option. A loop, not a regexp: this runs in every plug-in start's init path.
 func ifaceName(s string) bool {
-	if len(s) == 0 || len(s) > 15 || s == "." || s == ".." {
+	// A leading '-' would read as an option to anyone scanning the rule
+	// ("-i -d ..."); the kernel allows it, no real pod needs it.
+	if len(s) == 0 || len(s) > 15 || s == "." || s == ".." || s[0] == '-' {
 		return false
 	}
 	for _, c := range s {

@@ -68,7 +68,7 @@ func TestParseInterfaces(t *testing.T) {
 	if got, err := ParseInterfaces("eth1,net1.100,veth@if3"); err != nil || len(got) != 3 {
 		t.Fatalf("%v %v", got, err)
 	}
-	for _, bad := range []string{"eth0 -j DROP", "a/b", "sixteen-chars-xx", "..", "eth0\"", "$(x)"} {
+	for _, bad := range []string{"eth0 -j DROP", "a/b", "sixteen-chars-xx", "..", "eth0\"", "$(x)", "-d", "--dport"} {
 		if _, err := ParseInterfaces(bad); err == nil {
 			t.Errorf("ParseInterfaces(%q) accepted", bad)
 		}

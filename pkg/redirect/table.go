@@ -180,6 +180,11 @@ func Canonical(chain string, args []string) string {
 		case a == "-m" && i+1 < len(args) && i >= 2 && args[i-2] == "-p" && args[i-1] == args[i+1]:
 			i++
 			continue
+		case (a == "-i" || a == "-o") && i+1 < len(args):
+			// The interface is an argument, never an option of its own.
+			out = append(out, a, quoteArg(args[i+1]))
+			i++
+			continue
 		case (a == "-s" || a == "-d") && i+1 < len(args):
 			if p, ok := parseAddrArg(args[i+1]); ok {
 				i++

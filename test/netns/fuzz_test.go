@@ -1,13 +1,16 @@
 package netns
 
 import (
+	"fmt"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/meshcni/mesh-cni/pkg/nat"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
 	"github.com/meshcni/mesh-cni/pkg/redirect/redirecttest"
-	"github.com/meshcni/mesh-cni/test/cnitest"
+	vnetns "github.com/vishvananda/netns"
 )
 
 var fuzzFields = []string{
@@ -38,10 +41,14 @@ func FuzzKernelApplyVerify(f *testing.F) {
 		f.Add(args[0], args[1], args[2], args[3], args[4], args[5], args[6], true)
 		f.Add(args[0], args[1], args[2], args[3], args[4], args[5], args[6], false)
 	}
-	netns := map[nat.Backend]*cnitest.Netns{}
+	// Fuzz workers are killed, not stopped, so nothing may need cleaning:
+	// the netns is anonymous, held by an open file of this process, and
+	// dies with it. (Cleanup still closes it when the process ends well.)
+	netns := map[nat.Backend]string{}
+	var closers []func()
 	f.Cleanup(func() {
-		for _, n := range netns {
-			n.Delete()
+		for _, c := range closers {
+			c()
 		}
 	})
 	node := redirect.DefaultNode()
@@ -60,14 +67,14 @@ func FuzzKernelApplyVerify(f *testing.F) {
 		if legacy {
 			b = nat.Legacy
 		}
-		if netns[b] == nil {
-			n, err := cnitest.NewNetns("mcni-fuzz")
+		if netns[b] == "" {
+			path, closeNS, err := anonymousNetns()
 			if err != nil {
 				t.Fatal(err)
 			}
-			netns[b] = n
+			netns[b], closers = path, append(closers, closeNS)
 		}
-		tb := tablesFor(netns[b], b)
+		tb := &nat.Netns{Path: netns[b], Backend: b, LockWait: 5e9}
 		for _, fam := range []redirect.Family{redirect.IPv4, redirect.IPv6} {
 			rs := redirect.Build(s, fam)
 			// Over whatever the previous input left: a re-ADD.
@@ -92,4 +99,28 @@ func FuzzKernelApplyVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// anonymousNetns creates a network namespace with no name and no bind
+// mount: only the returned path (an open file of this process) refers to
+// it, so it goes away when the process exits, however it exits.
+func anonymousNetns() (path string, closeNS func(), err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := vnetns.Get()
+	if err != nil {
+		return "", nil, err
+	}
+	defer orig.Close()
+	h, err := vnetns.New() // this thread is now in the new netns
+	if err != nil {
+		return "", nil, err
+	}
+	if err := vnetns.Set(orig); err != nil {
+		h.Close()
+		// The thread is stuck in the new netns: never hand it back.
+		runtime.LockOSThread()
+		return "", nil, err
+	}
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h)), func() { h.Close() }, nil
 }
