@@ -36,6 +36,11 @@ type Container struct {
 	Name            string           `json:"name"`
 	RestartPolicy   *string          `json:"restartPolicy,omitempty"`
 	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
+	// Args and Env of istio-proxy say what kind of proxy it is: "proxy
+	// router" is a gateway, DISABLE_ENVOY a proxyless agent, and
+	// ISTIO_META_DNS_CAPTURE asks for DNS capture.
+	Args []string `json:"args,omitempty"`
+	Env  []EnvVar `json:"env,omitempty"`
 }
 
 // SecurityContext carries the identity a container runs as.
@@ -46,3 +51,22 @@ type SecurityContext struct {
 
 // RestartPolicyAlways is the init-container restart policy of a native sidecar.
 const RestartPolicyAlways = "Always"
+
+// EnvVar is a container environment variable; a value taken from a
+// ConfigMap or Secret (valueFrom) reads as empty, which is what Istio's CNI
+// sees too.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// Getenv returns the container's last value of name (the kubelet lets a
+// later entry win) and whether it is set.
+func (c *Container) Getenv(name string) (string, bool) {
+	for i := len(c.Env) - 1; i >= 0; i-- {
+		if c.Env[i].Name == name {
+			return c.Env[i].Value, true
+		}
+	}
+	return "", false
+}

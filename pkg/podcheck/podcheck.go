@@ -4,6 +4,7 @@ package podcheck
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,9 @@ const (
 	InitContainer = "istio-init"
 	// InjectKey disables the mesh for a pod, as annotation or label.
 	InjectKey = "sidecar.istio.io/inject"
+	// EnvDisableEnvoy on istio-proxy runs the agent without Envoy
+	// (proxyless gRPC): nothing listens on 15001/15006.
+	EnvDisableEnvoy = "DISABLE_ENVOY"
 )
 
 // Config is what the decision depends on.
@@ -75,7 +79,37 @@ func Check(p *pod.Pod, cfg Config) Verdict {
 			return skip("pod has an %s init container that programs its own rules", InitContainer)
 		}
 	}
-	return Verdict{Redirect: true, Reason: "pod qualifies: sidecar present, injection enabled", Proxy: identity(p, proxy, cfg.DefaultProxy)}
+	if v, notProxied := noListeners(p, proxy); notProxied {
+		return v
+	}
+	id := identity(p, proxy, cfg.DefaultProxy)
+	reason := "pod qualifies: sidecar present, injection enabled"
+	dns, why := captureDNS(p, proxy)
+	id.CaptureDNS = dns
+	if why != "" {
+		reason += "; " + why
+	}
+	return Verdict{Redirect: true, Reason: reason, Proxy: id}
+}
+
+// noListeners finds the pods Istio's CNI leaves alone because nothing in
+// them listens on the capture ports: redirecting would send their traffic
+// into closed ports.
+func noListeners(p *pod.Pod, proxy *pod.Container) (Verdict, bool) {
+	if mode := strings.TrimSpace(p.Metadata.Annotations[redirect.AnnoInterceptionMode]); mode == redirect.ModeNone {
+		return skip("annotation %s=%q: the pod asks for no interception", redirect.AnnoInterceptionMode, mode), true
+	}
+	if v, ok := proxy.Getenv(EnvDisableEnvoy); ok {
+		if b, err := strconv.ParseBool(v); err == nil && b {
+			return skip("%s has %s=%q: a proxyless agent, nothing listens on the capture ports", ProxyContainer, EnvDisableEnvoy, v), true
+		}
+	}
+	// The injector writes "proxy sidecar"; "proxy router" is a gateway,
+	// which receives traffic on its own ports and must not be captured.
+	if len(proxy.Args) >= 2 && proxy.Args[0] == "proxy" && proxy.Args[1] != "" && proxy.Args[1] != "sidecar" {
+		return skip("%s runs as %q, not a sidecar (args %q)", ProxyContainer, proxy.Args[1], strings.Join(proxy.Args[:2], " ")), true
+	}
+	return Verdict{}, false
 }
 
 // findProxy looks in the containers and the native sidecars (init containers
@@ -124,23 +158,36 @@ func injectionDisabled(p *pod.Pod) (source, value string, disabled bool) {
 }
 
 // identity is who the proxy runs as: its own securityContext, else the
-// pod's, else the node default.
+// pod's, else the node default. A resulting 0 counts as unset, as in
+// Istio: with capNetBindService the injector runs the proxy as root
+// (runAsUser 0, runAsGroup 1337), and "--uid-owner 0" would let every root
+// process in the pod bypass capture while the proxy itself was captured.
 func identity(p *pod.Pod, c *pod.Container, def redirect.Proxy) redirect.Proxy {
-	id := def
-	if id == (redirect.Proxy{}) {
-		id = redirect.Proxy{UID: redirect.DefaultProxyUID, GID: redirect.DefaultProxyGID}
-	}
+	// A zero node default means Istio's 1337/1337.
+	def.UID = orDefault(ptrTo(int64(def.UID)), redirect.DefaultProxyUID)
+	def.GID = orDefault(ptrTo(int64(def.GID)), redirect.DefaultProxyGID)
+	var uid, gid *int64
 	// The container's own context wins over the pod's, as in the kubelet.
 	for _, sc := range []*pod.SecurityContext{p.Spec.SecurityContext, c.SecurityContext} {
 		if sc == nil {
 			continue
 		}
 		if sc.RunAsUser != nil {
-			id.UID = uint32(*sc.RunAsUser)
+			uid = sc.RunAsUser
 		}
 		if sc.RunAsGroup != nil {
-			id.GID = uint32(*sc.RunAsGroup)
+			gid = sc.RunAsGroup
 		}
 	}
-	return id
+	return redirect.Proxy{UID: orDefault(uid, def.UID), GID: orDefault(gid, def.GID)}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// orDefault keeps a set, non-root, in-range ID; anything else is the default.
+func orDefault(id *int64, def uint32) uint32 {
+	if id == nil || *id <= 0 || *id > math.MaxUint32 {
+		return def
+	}
+	return uint32(*id)
 }

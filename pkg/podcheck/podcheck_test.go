@@ -78,6 +78,74 @@ func TestCheck(t *testing.T) {
 			p.Spec.SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(1000)), RunAsGroup: ptr(int64(1000))}
 			p.Spec.Containers[1].SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(1337))}
 		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1000}},
+
+		// Issue 12.1: a root proxy (capNetBindService) is not "--uid-owner 0".
+		{"capNetBindService: runAsUser 0 is unset", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(0)), RunAsGroup: ptr(int64(1337))}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"runAsGroup 0 is unset", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(2000)), RunAsGroup: ptr(int64(0))}
+		}), true, "qualifies", redirect.Proxy{UID: 2000, GID: 1337}},
+		{"container root over pod 2000 is the default, not the pod's", newPod(func(p *pod.Pod) {
+			p.Spec.SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(2000))}
+			p.Spec.Containers[1].SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(0))}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"pod-level root", newPod(func(p *pod.Pod) {
+			p.Spec.SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(0)), RunAsGroup: ptr(int64(0))}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"negative id", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].SecurityContext = &pod.SecurityContext{RunAsUser: ptr(int64(-5))}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+
+		// Issue 12.2: NONE is left alone, not an error.
+		{"interceptionMode NONE", newPod(func(p *pod.Pod) {
+			p.Metadata.Annotations = map[string]string{redirect.AnnoInterceptionMode: "NONE"}
+		}), false, "asks for no interception", redirect.Proxy{}},
+		{"interceptionMode REDIRECT", newPod(func(p *pod.Pod) {
+			p.Metadata.Annotations = map[string]string{redirect.AnnoInterceptionMode: "REDIRECT"}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+
+		// Issue 12.4: nothing listens on 15001/15006.
+		{"proxyless: DISABLE_ENVOY=true", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].Env = []pod.EnvVar{{Name: "DISABLE_ENVOY", Value: "true"}}
+		}), false, "proxyless", redirect.Proxy{}},
+		{"DISABLE_ENVOY=false is a sidecar", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].Env = []pod.EnvVar{{Name: "DISABLE_ENVOY", Value: "false"}}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"DISABLE_ENVOY last entry wins", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].Env = []pod.EnvVar{{Name: "DISABLE_ENVOY", Value: "false"}, {Name: "DISABLE_ENVOY", Value: "1"}}
+		}), false, "proxyless", redirect.Proxy{}},
+		{"DISABLE_ENVOY on another container does not count", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[0].Env = []pod.EnvVar{{Name: "DISABLE_ENVOY", Value: "true"}}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"gateway: proxy router", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].Args = []string{"proxy", "router", "--domain", "x"}
+		}), false, `runs as "router"`, redirect.Proxy{}},
+		{"native sidecar gateway", newPod(func(p *pod.Pod) {
+			p.Spec.Containers = p.Spec.Containers[:1]
+			p.Spec.InitContainers = []pod.Container{{Name: "istio-proxy", RestartPolicy: always, Args: []string{"proxy", "router"}}}
+		}), false, `runs as "router"`, redirect.Proxy{}},
+		{"proxy sidecar args", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].Args = []string{"proxy", "sidecar", "--domain", "x"}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+
+		// Issue 12.8: DNS capture from the proxy's env or proxy.istio.io/config.
+		{"DNS capture from env", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].Env = []pod.EnvVar{{Name: "ISTIO_META_DNS_CAPTURE", Value: "true"}}
+		}), true, "DNS captured", redirect.Proxy{UID: 1337, GID: 1337, CaptureDNS: true}},
+		{"DNS capture from proxy.istio.io/config", newPod(func(p *pod.Pod) {
+			p.Metadata.Annotations = map[string]string{"proxy.istio.io/config": "proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: \"true\"\n"}
+		}), true, "proxyMetadata.ISTIO_META_DNS_CAPTURE", redirect.Proxy{UID: 1337, GID: 1337, CaptureDNS: true}},
+		{"DNS capture: env false wins over annotation", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].Env = []pod.EnvVar{{Name: "ISTIO_META_DNS_CAPTURE", Value: "false"}}
+			p.Metadata.Annotations = map[string]string{"proxy.istio.io/config": `{"proxyMetadata":{"ISTIO_META_DNS_CAPTURE":"true"}}`}
+		}), true, "qualifies", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"DNS capture: garbage value", newPod(func(p *pod.Pod) {
+			p.Spec.Containers[1].Env = []pod.EnvVar{{Name: "ISTIO_META_DNS_CAPTURE", Value: "yes please"}}
+		}), true, "not a boolean", redirect.Proxy{UID: 1337, GID: 1337}},
+		{"DNS capture: unreadable annotation", newPod(func(p *pod.Pod) {
+			p.Metadata.Annotations = map[string]string{"proxy.istio.io/config": "proxyMetadata: [unclosed"}
+		}), true, "unreadable", redirect.Proxy{UID: 1337, GID: 1337}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

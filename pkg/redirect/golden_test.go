@@ -28,7 +28,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("Resolve: %v", err)
 			}
 			for _, fam := range c.Families {
-				got := redirect.Render(redirect.Build(s, fam))
+				got := redirecttest.Render(redirect.Build(s, fam))
 				path := filepath.Join("testdata", redirecttest.Golden(c, fam))
 				if *update {
 					if err := os.WriteFile(path, []byte(got), 0o644); err != nil {

@@ -47,28 +47,50 @@ const maxReplace = 3
 // our chains takes one restore (and a read to check it when another
 // writer's commit may have merged with ours); otherwise the current rules
 // are read and replaced in one transaction (a repeated ADD, or one after
-// tampering), and read back.
+// tampering), and read back. A TPROXY ruleset then does the same to the
+// mangle table and adds the policy route; if either fails, everything of
+// ours in the family is removed again (all or nothing).
 func Apply(t Tables, rs Ruleset) error {
+	if err := canTProxy(t, rs); err != nil {
+		return err
+	}
 	unlock, err := lock(t)
 	if err != nil {
 		return fmt.Errorf("%s nat table: %w", rs.Family, err)
 	}
 	defer unlock()
+	if err := applyTable(t, rs); err != nil {
+		return err
+	}
+	if rs.Mangle == nil {
+		return nil
+	}
+	if err := applyTProxy(t, rs); err != nil {
+		if cerr := cleanup(t, rs.Family); cerr != nil {
+			return errors.Join(err, fmt.Errorf("rolling back: %w", cerr))
+		}
+		return err
+	}
+	return nil
+}
+
+// applyTable programs one table; the caller holds the lock.
+func applyTable(t Tables, rs Ruleset) error {
 	freshErr := t.Restore(rs.Family, FreshScript(rs))
 	if errors.Is(freshErr, ErrBusy) {
-		return fmt.Errorf("%s nat table: %w", rs.Family, freshErr)
+		return fmt.Errorf("%s %s table: %w", rs.Family, rs.table(), freshErr)
 	}
 	if freshErr == nil && !mayHaveInterleaved(t) {
 		return nil
 	}
-	cur, err := read(t, rs.Family)
+	cur, err := readTable(t, rs.Family, rs.Table)
 	if err != nil {
 		return errors.Join(freshErr, err)
 	}
 	if freshErr != nil && !holdsAny(cur) {
 		// -N cannot have failed on an existing chain: the restore itself
 		// failed, and all or nothing means nothing was written.
-		return fmt.Errorf("%s nat table: %w", rs.Family, freshErr)
+		return fmt.Errorf("%s %s table: %w", rs.Family, rs.table(), freshErr)
 	}
 	if freshErr == nil && len(Diff(rs, cur)) == 0 {
 		return nil
@@ -88,7 +110,7 @@ func replace(t Tables, rs Ruleset, cur Table) error {
 			return err
 		}
 		var rerr error
-		if cur, rerr = read(t, rs.Family); rerr != nil {
+		if cur, rerr = readTable(t, rs.Family, rs.Table); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		diff := Diff(rs, cur)
@@ -96,7 +118,7 @@ func replace(t Tables, rs Ruleset, cur Table) error {
 			return nil
 		}
 		if last = err; last == nil {
-			last = fmt.Errorf("%s nat table: another writer changed the mesh rules meanwhile:\n  %s", rs.Family, strings.Join(diff, "\n  "))
+			last = fmt.Errorf("%s %s table: another writer changed the mesh rules meanwhile:\n  %s", rs.Family, rs.table(), strings.Join(diff, "\n  "))
 		}
 	}
 	return fmt.Errorf("gave up after %d rewrites: %w", maxReplace, last)
@@ -111,29 +133,29 @@ func restoreDeleting(t Tables, fam Family, cur Table, script func(Table, Deletio
 	if textDeletable(cur) {
 		textErr = t.Restore(fam, script(cur, ByText))
 		if textErr == nil || errors.Is(textErr, ErrBusy) {
-			return wrapFam(fam, textErr)
+			return wrapFam(fam, cur.name, textErr)
 		}
 		var err error
-		if cur, err = read(t, fam); err != nil {
+		if cur, err = readTable(t, fam, cur.name); err != nil {
 			return errors.Join(textErr, err)
 		}
 	}
 	if err := t.Restore(fam, script(cur, ByPosition)); err != nil {
-		return wrapFam(fam, errors.Join(textErr, err))
+		return wrapFam(fam, cur.name, errors.Join(textErr, err))
 	}
 	return nil
 }
 
-func wrapFam(fam Family, err error) error {
+func wrapFam(fam Family, table string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s nat table: %w", fam, err)
+	return fmt.Errorf("%s %s table: %w", fam, tableName(table), err)
 }
 
 // holdsAny reports whether any of our chains exists.
 func holdsAny(cur Table) bool {
-	for _, c := range OwnChains {
+	for _, c := range ownChains(cur.name) {
 		if cur.Has(c) {
 			return true
 		}
@@ -142,38 +164,100 @@ func holdsAny(cur Table) bool {
 }
 
 // Verify compares the kernel's rules with rs; the error carries the diff.
+// A TPROXY ruleset's mangle rules and policy route are compared too.
 func Verify(t Tables, rs Ruleset) error {
+	if err := canTProxy(t, rs); err != nil {
+		return err
+	}
 	unlock, err := lock(t)
 	if err != nil {
 		return fmt.Errorf("%s nat table: %w", rs.Family, err)
 	}
 	defer unlock()
-	cur, err := read(t, rs.Family)
+	if rs.Mangle == nil {
+		cur, err := read(t, rs.Family)
+		if err != nil {
+			return err
+		}
+		return diffErr(rs, cur, nil)
+	}
+	nat, mangle, err := readBoth(t, rs.Family)
 	if err != nil {
 		return err
 	}
-	if d := Diff(rs, cur); len(d) > 0 {
-		return fmt.Errorf("%s nat table differs from the expected mesh rules:\n  %s", rs.Family, strings.Join(d, "\n  "))
+	d := Diff(*rs.Mangle, mangle)
+	rule, route, err := t.(Router).TProxyRoute(rs.Family, *rs.Route)
+	if err != nil {
+		return fmt.Errorf("%s policy routing: %w", rs.Family, err)
 	}
-	return nil
+	if !rule {
+		d = append(d, fmt.Sprintf("missing: ip rule fwmark %d lookup %d", rs.Route.Mark, rs.Route.Table))
+	}
+	if !route {
+		d = append(d, fmt.Sprintf("missing: local default route on lo in table %d", rs.Route.Table))
+	}
+	return diffErr(rs, nat, d)
 }
 
-// Cleanup removes every mesh-cni jump and chain of fam; a table without
-// them is left untouched.
+func diffErr(rs Ruleset, nat Table, tproxy []string) error {
+	d := Diff(rs, nat)
+	if len(d)+len(tproxy) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%s nat table differs from the expected mesh rules:\n  %s", rs.Family, strings.Join(d, "\n  "))
+	if len(d) == 0 {
+		msg = fmt.Sprintf("%s TPROXY mangle rules or policy routing differ from the expected:\n  %s", rs.Family, strings.Join(tproxy, "\n  "))
+	} else if len(tproxy) > 0 {
+		msg += "\n  TPROXY (mangle, policy routing):\n  " + strings.Join(tproxy, "\n  ")
+	}
+	return errors.New(msg)
+}
+
+// Cleanup removes every mesh-cni jump and chain of fam, in nat and (TPROXY)
+// in mangle, and the TPROXY policy route; a table without them is left
+// untouched.
 func Cleanup(t Tables, fam Family) error {
 	unlock, err := lock(t)
 	if err != nil {
 		return fmt.Errorf("%s nat table: %w", fam, err)
 	}
 	defer unlock()
-	cur, err := read(t, fam)
+	return cleanup(t, fam)
+}
+
+// cleanup is Cleanup under the lock. With an AllSaver it reads nat and
+// mangle in one call, so REDIRECT pods pay nothing for TPROXY support. The
+// route goes before the mangle chains: while they exist, DEL still knows
+// to look for it (Apply adds it after them).
+func cleanup(t Tables, fam Family) error {
+	var nat, mangle Table
+	var err error
+	if _, ok := t.(AllSaver); ok {
+		nat, mangle, err = readBoth(t, fam)
+	} else {
+		nat, err = read(t, fam)
+	}
 	if err != nil {
 		return err
 	}
+	if holdsAny(mangle) || len(mangle.jumpsIntoOwn()) > 0 {
+		if r, ok := t.(Router); ok {
+			if err := r.DelTProxyRoute(fam, TProxyRoute{Mark: DefaultTProxyMark, Table: DefaultTProxyTable}); err != nil {
+				return fmt.Errorf("%s policy routing: removing the TPROXY route: %w", fam, err)
+			}
+		}
+		if err := cleanupTable(t, fam, mangle); err != nil {
+			return err
+		}
+	}
+	return cleanupTable(t, fam, nat)
+}
+
+func cleanupTable(t Tables, fam Family, cur Table) error {
 	if CleanupScript(cur, ByText) == "" {
 		return nil
 	}
-	err = restoreDeleting(t, fam, cur, CleanupScript)
+	err := restoreDeleting(t, fam, cur, CleanupScript)
 	if err != nil {
 		return fmt.Errorf("removing mesh rules: %w", err)
 	}
@@ -183,6 +267,32 @@ func Cleanup(t Tables, fam Family) error {
 func mayHaveInterleaved(t Tables) bool {
 	i, ok := t.(Interleaver)
 	return !ok || i.Interleaved()
+}
+
+// applyTProxy programs the mangle rules, then the route; the caller holds
+// the lock and rolls back on error.
+func applyTProxy(t Tables, rs Ruleset) error {
+	if err := applyTable(t, *rs.Mangle); err != nil {
+		return err
+	}
+	if err := t.(Router).AddTProxyRoute(rs.Family, *rs.Route); err != nil {
+		return fmt.Errorf("%s policy routing: %s: %w", rs.Family, rs.Route, err)
+	}
+	return nil
+}
+
+// canTProxy refuses, before anything is written, a TPROXY ruleset on
+// Tables that cannot reach the mangle table and the routes.
+func canTProxy(t Tables, rs Ruleset) error {
+	if rs.Mangle == nil {
+		return nil
+	}
+	_, router := t.(Router)
+	_, saver := t.(AllSaver)
+	if !router || !saver || rs.Route == nil {
+		return fmt.Errorf("%s: TPROXY needs the mangle table and policy routing, which these tables cannot program", rs.Family)
+	}
+	return nil
 }
 
 func lock(t Tables) (func(), error) {
@@ -202,4 +312,39 @@ func read(t Tables, fam Family) (Table, error) {
 		return Table{}, fmt.Errorf("%s nat table: %w", fam, err)
 	}
 	return cur, nil
+}
+
+// readTable reads one table: nat through Save, others through SaveAll.
+func readTable(t Tables, fam Family, table string) (Table, error) {
+	if tableName(table) == TableNat {
+		return read(t, fam)
+	}
+	s, ok := t.(AllSaver)
+	if !ok {
+		return Table{name: table}, fmt.Errorf("%s %s table: these tables cannot read it", fam, table)
+	}
+	text, err := s.SaveAll(fam)
+	if err != nil {
+		return Table{}, fmt.Errorf("%s %s table: reading: %w", fam, table, err)
+	}
+	cur, err := ParseSaveTable(text, table)
+	if err != nil {
+		return Table{}, fmt.Errorf("%s %s table: %w", fam, table, err)
+	}
+	return cur, nil
+}
+
+// readBoth reads nat and mangle in one SaveAll call.
+func readBoth(t Tables, fam Family) (nat, mangle Table, err error) {
+	text, err := t.(AllSaver).SaveAll(fam)
+	if err != nil {
+		return Table{}, Table{}, fmt.Errorf("%s tables: reading: %w", fam, err)
+	}
+	if nat, err = ParseSaveTable(text, TableNat); err != nil {
+		return Table{}, Table{}, fmt.Errorf("%s nat table: %w", fam, err)
+	}
+	if mangle, err = ParseSaveTable(text, TableMangle); err != nil {
+		return Table{}, Table{}, fmt.Errorf("%s mangle table: %w", fam, err)
+	}
+	return nat, mangle, nil
 }

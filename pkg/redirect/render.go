@@ -5,11 +5,11 @@ import (
 	"strings"
 )
 
-// script is one iptables-restore transaction on the nat table: the
-// prelude lines (declarations, deletions), then the rules.
-func script(prelude []string, rules []Rule) string {
+// script is one iptables-restore transaction on one table: the prelude
+// lines (declarations, deletions), then the rules.
+func script(table string, prelude []string, rules []Rule) string {
 	var b strings.Builder
-	b.WriteString("*nat\n")
+	b.WriteString("*" + tableName(table) + "\n")
 	for _, l := range prelude {
 		b.WriteString(l)
 		b.WriteByte('\n')
@@ -23,9 +23,10 @@ func script(prelude []string, rules []Rule) string {
 }
 
 // declarations declare our chains; under --noflush that also empties them.
-func declarations() []string {
-	out := make([]string, 0, len(OwnChains))
-	for _, c := range OwnChains {
+func declarations(table string) []string {
+	own := ownChains(table)
+	out := make([]string, 0, len(own))
+	for _, c := range own {
 		out = append(out, ":"+c+" - [0:0]")
 	}
 	return out
@@ -33,7 +34,7 @@ func declarations() []string {
 
 // Render is the ruleset as iptables-restore input for the nat table: the
 // chains declared and the rules.
-func Render(rs Ruleset) string { return script(declarations(), rs.Rules) }
+func Render(rs Ruleset) string { return script(rs.Table, declarations(rs.Table), rs.Rules) }
 
 // String is the rule as an iptables-restore line.
 func (r Rule) String() string { return "-A " + r.Chain + " " + strings.Join(r.Args, " ") }
@@ -43,7 +44,7 @@ func (r Rule) String() string { return "-A " + r.Chain + " " + strings.Join(r.Ar
 // deleted (so re-ADD never duplicates them, and tampering is undone), our
 // chains are declared (flushing them) and refilled. Nothing else is touched.
 func ApplyScript(rs Ruleset, cur Table, del Deletion) string {
-	return script(append(declarations(), deleteJumps(cur, del)...), rs.Rules)
+	return script(rs.Table, append(declarations(rs.Table), deleteJumps(cur, del)...), rs.Rules)
 }
 
 // Deletion is how a script names the jumps into our chains it deletes.
@@ -99,11 +100,12 @@ func textDeletable(cur Table) bool {
 // tool read the table — it re-evaluates instead — so Apply reads the table
 // back after this script.)
 func FreshScript(rs Ruleset) string {
-	prelude := make([]string, 0, len(OwnChains))
-	for _, c := range OwnChains {
+	own := ownChains(rs.Table)
+	prelude := make([]string, 0, len(own))
+	for _, c := range own {
 		prelude = append(prelude, "-N "+c)
 	}
-	return script(prelude, rs.Rules)
+	return script(rs.Table, prelude, rs.Rules)
 }
 
 // CleanupScript removes every mesh-cni jump and chain present in cur, in one
@@ -111,7 +113,7 @@ func FreshScript(rs Ruleset) string {
 func CleanupScript(cur Table, del Deletion) string {
 	prelude := deleteJumps(cur, del)
 	var present []string
-	for _, c := range OwnChains {
+	for _, c := range ownChains(cur.name) {
 		if cur.Has(c) {
 			present = append(present, c)
 		}
@@ -126,5 +128,5 @@ func CleanupScript(cur Table, del Deletion) string {
 	for _, c := range present {
 		prelude = append(prelude, "-X "+c)
 	}
-	return script(prelude, nil)
+	return script(cur.name, prelude, nil)
 }

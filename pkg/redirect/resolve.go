@@ -16,6 +16,19 @@ const (
 	AnnoExcludeOutboundPorts    = "traffic.sidecar.istio.io/excludeOutboundPorts"
 	AnnoExcludeInterfaces       = "traffic.sidecar.istio.io/excludeInterfaces"
 	AnnoInterceptionMode        = "sidecar.istio.io/interceptionMode"
+	// AnnoRerouteVirtualInterfaces names a VM's interfaces (KubeVirt) whose
+	// traffic is captured as outbound; AnnoKubevirtInterfaces is its
+	// deprecated spelling, read only when the new one is absent (as Istio).
+	AnnoRerouteVirtualInterfaces = "istio.io/reroute-virtual-interfaces"
+	AnnoKubevirtInterfaces       = "traffic.sidecar.istio.io/kubevirtInterfaces"
+)
+
+// Interception modes. NONE asks for no redirect at all: pods that carry it
+// are left alone before any rule is resolved (pkg/podcheck).
+const (
+	ModeRedirect = "REDIRECT"
+	ModeTProxy   = "TPROXY"
+	ModeNone     = "NONE"
 )
 
 // Lists is the textual form of the list settings, as node config and pod
@@ -32,10 +45,14 @@ type Lists struct {
 
 // DefaultLists are the node defaults that, with no annotation, reproduce the
 // rules istio-init writes (ssh stays reachable, everything else is captured).
+// 15020, the proxy's merged status/metrics port, is the default of the
+// outbound exclusion, not a fixed part of it: in Istio a pod's
+// excludeOutboundPorts replaces it.
 var DefaultLists = Lists{
 	IncludeInboundPorts:     "*",
 	ExcludeInboundPorts:     "22",
 	IncludeOutboundIPRanges: "*",
+	ExcludeOutboundPorts:    "15020",
 }
 
 // field binds one list setting to its annotation and its parser.
@@ -76,9 +93,12 @@ var fields = []field{
 	}},
 }
 
-// Proxy identifies the sidecar process whose own traffic is left alone.
+// Proxy is the sidecar as the pod describes it: the identity whose own
+// traffic is left alone, and what its agent serves (DNS on DefaultDNSPort
+// when ISTIO_META_DNS_CAPTURE is set).
 type Proxy struct {
-	UID, GID uint32
+	UID, GID   uint32
+	CaptureDNS bool
 }
 
 // Node is the node-level default, validated once when the config is loaded.
@@ -111,16 +131,41 @@ func (n Node) Validate() error {
 // the identity the sidecar runs as (its securityContext, else the default).
 // Every error names the annotation that caused it.
 func (n Node) Resolve(annotations map[string]string, proxy Proxy) (Settings, error) {
-	if mode, ok := annotations[AnnoInterceptionMode]; ok {
-		switch strings.TrimSpace(mode) {
-		case "", "REDIRECT":
-		case "TPROXY":
-			return Settings{}, fmt.Errorf("annotation %s=%q: TPROXY interception is not supported yet; use REDIRECT", AnnoInterceptionMode, mode)
+	mode := ModeRedirect
+	if m, ok := annotations[AnnoInterceptionMode]; ok {
+		switch strings.TrimSpace(m) {
+		case "", ModeRedirect:
+		case ModeTProxy:
+			mode = ModeTProxy
+		case ModeNone:
+			return Settings{}, fmt.Errorf("annotation %s=%q: the pod asks for no redirect; it must not be programmed", AnnoInterceptionMode, m)
 		default:
-			return Settings{}, fmt.Errorf("annotation %s=%q: unknown interception mode (want REDIRECT)", AnnoInterceptionMode, mode)
+			return Settings{}, fmt.Errorf("annotation %s=%q: unknown interception mode (want REDIRECT, TPROXY or NONE)", AnnoInterceptionMode, m)
 		}
 	}
-	return n.resolve(annotations, proxy, "")
+	s, err := n.resolve(annotations, proxy, "")
+	if err != nil {
+		return Settings{}, err
+	}
+	s.Mode, s.TProxyMark, s.TProxyTable = mode, DefaultTProxyMark, DefaultTProxyTable
+	if s.RerouteInterfaces, err = rerouteInterfaces(annotations); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
+}
+
+// rerouteInterfaces reads the VM interfaces, the current annotation first.
+func rerouteInterfaces(annotations map[string]string) ([]string, error) {
+	for _, key := range []string{AnnoRerouteVirtualInterfaces, AnnoKubevirtInterfaces} {
+		if v, ok := annotations[key]; ok {
+			ifaces, err := ParseInterfaces(v)
+			if err != nil {
+				return nil, fmt.Errorf("annotation %s=%q: %w", key, v, err)
+			}
+			return ifaces, nil
+		}
+	}
+	return nil, nil
 }
 
 func (n Node) resolve(annotations map[string]string, proxy Proxy, keyPrefix string) (Settings, error) {
@@ -130,6 +175,8 @@ func (n Node) resolve(annotations map[string]string, proxy Proxy, keyPrefix stri
 		InboundTunnelPort: n.InboundTunnelPort,
 		ProxyUID:          proxy.UID,
 		ProxyGID:          proxy.GID,
+		CaptureDNS:        proxy.CaptureDNS,
+		DNSPort:           DefaultDNSPort,
 	}
 	lists := n.Lists
 	for _, f := range fields {

@@ -2,6 +2,7 @@ package redirect
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -32,16 +33,47 @@ const (
 // in the nat table is touched except the jumps into them.
 var OwnChains = []string{ChainInbound, ChainRedirect, ChainInRedirect, ChainOutput}
 
-// Rule is one "-A Chain Args..." line of the nat table.
+// Rule is one "-A Chain Args..." line of a table.
 type Rule struct {
 	Chain string
 	Args  []string
 }
 
-// Ruleset is everything mesh-cni holds in one family's nat table.
+// Ruleset is everything mesh-cni holds in one family's table: the nat
+// table unless Table names another. A TPROXY ruleset (nat) carries the
+// mangle table's rules and the policy route with it, so apply, CHECK and
+// cleanup treat the three as one.
 type Ruleset struct {
 	Family Family
+	Table  string // "" is nat
 	Rules  []Rule
+	// Mangle and Route are set in TPROXY mode only.
+	Mangle *Ruleset
+	Route  *TProxyRoute
+}
+
+// table is the name iptables knows the ruleset's table by.
+func (rs Ruleset) table() string { return tableName(rs.Table) }
+
+func tableName(t string) string {
+	if t == "" {
+		return TableNat
+	}
+	return t
+}
+
+// The tables mesh-cni writes.
+const (
+	TableNat    = "nat"
+	TableMangle = "mangle"
+)
+
+// ownChains are the chains mesh-cni owns in a table.
+func ownChains(table string) []string {
+	if tableName(table) == TableMangle {
+		return MangleChains
+	}
+	return OwnChains
 }
 
 // addr is the family-specific address used by the loopback rules.
@@ -60,11 +92,21 @@ var addrs = map[Family]addr{
 func Build(s Settings, fam Family) Ruleset {
 	b := builder{fam: fam}
 	b.jumps(s)
-	b.inbound(s)
+	if !s.TProxy() {
+		b.inbound(s)
+	}
 	b.add(ChainRedirect, "-p", "tcp", "-j", "REDIRECT", "--to-ports", port(s.OutboundPort))
 	b.add(ChainInRedirect, "-p", "tcp", "-j", "REDIRECT", "--to-ports", port(s.InboundPort))
 	b.output(s)
-	return Ruleset{Family: fam, Rules: b.rules}
+	rs := Ruleset{Family: fam, Rules: b.rules}
+	if s.TProxy() {
+		// Inbound is intercepted in the mangle table instead; outbound
+		// stays REDIRECT in nat, as in Istio.
+		mangle := buildMangle(s, fam)
+		rs.Mangle = &mangle
+		rs.Route = &TProxyRoute{Mark: s.TProxyMark, Table: s.TProxyTable}
+	}
+	return rs
 }
 
 type builder struct {
@@ -77,17 +119,40 @@ func (b *builder) add(chain string, args ...string) {
 }
 
 func (b *builder) jumps(s Settings) {
-	if !s.IncludeInboundPorts.Empty() {
+	b.rerouteJumps(s)
+	if !s.IncludeInboundPorts.Empty() && !s.TProxy() {
 		b.add("PREROUTING", "-p", "tcp", "-j", ChainInbound)
 	}
 	b.add("OUTPUT", "-p", "tcp", "-j", ChainOutput)
+	if s.CaptureDNS {
+		// DNS over UDP passes ISTIO_OUTPUT too: the proxy's own queries are
+		// let through by the owner rules there, the app's are redirected.
+		b.add("OUTPUT", "-p", "udp", "--dport", port(dnsPort), "-j", ChainOutput)
+	}
+}
+
+// rerouteJumps send TCP arriving on a VM's virtual interface (KubeVirt) to
+// the outbound listener, as traffic the pod itself sends: the VM behind it
+// is the workload. Only the ranges outbound capture covers are rerouted.
+func (b *builder) rerouteJumps(s Settings) {
+	for _, iface := range s.RerouteInterfaces {
+		switch inc := s.IncludeOutboundIPRanges; {
+		case inc.All:
+			b.add("PREROUTING", "-i", iface, "-j", ChainRedirect)
+		default:
+			for _, p := range b.family(inc.Prefixes) {
+				b.add("PREROUTING", "-d", p.String(), "-i", iface, "-j", ChainRedirect) // iptables-save order
+			}
+		}
+	}
 }
 
 func (b *builder) inbound(s Settings) {
 	if s.IncludeInboundPorts.Empty() {
 		return
 	}
-	for _, iface := range s.ExcludeInterfaces {
+	// A virtual interface's traffic is the VM's own outbound, never inbound.
+	for _, iface := range union(s.ExcludeInterfaces, s.RerouteInterfaces) {
 		b.add(ChainInbound, "-i", iface, "-j", "RETURN")
 	}
 	b.add(ChainInbound, "-p", "tcp", "--dport", port(s.InboundTunnelPort), "-j", "RETURN")
@@ -110,21 +175,21 @@ func (b *builder) output(s Settings) {
 	for _, iface := range s.ExcludeInterfaces {
 		b.add(ChainOutput, "-o", iface, "-j", "RETURN")
 	}
-	for _, p := range union(proxyOutboundPorts, s.ExcludeOutboundPorts) {
+	for _, p := range s.ExcludeOutboundPorts {
 		b.add(ChainOutput, "-p", "tcp", "--dport", port(p), "-j", "RETURN")
+		if s.CaptureDNS && p == dnsPort {
+			b.add(ChainOutput, "-p", "udp", "--dport", port(p), "-j", "RETURN")
+		}
 	}
 	// Inbound traffic the proxy hands to the app comes from 127.0.0.6 on lo.
 	b.add(ChainOutput, "-s", a.passthrough, "-o", "lo", "-j", "RETURN")
-	for _, owner := range []struct{ flag, id string }{
-		{"--uid-owner", strconv.FormatUint(uint64(s.ProxyUID), 10)},
-		{"--gid-owner", strconv.FormatUint(uint64(s.ProxyGID), 10)},
-	} {
-		// The proxy calling its own pod through a non-loopback address goes
-		// back through inbound capture; other local processes on lo are left
-		// alone; everything else the proxy sends is already proxied.
-		b.add(ChainOutput, "!", "-d", a.loopback, "-o", "lo", "-m", "owner", owner.flag, owner.id, "-j", ChainInRedirect)
-		b.add(ChainOutput, "-o", "lo", "-m", "owner", "!", owner.flag, owner.id, "-j", "RETURN")
-		b.add(ChainOutput, "-m", "owner", owner.flag, owner.id, "-j", "RETURN")
+	b.owners(s)
+	if s.CaptureDNS {
+		// After the owner rules, so the proxy's own queries reach the
+		// resolver; before the loopback and range exclusions, so a local
+		// resolver or an excluded one is answered by the proxy, as in Istio.
+		b.add(ChainOutput, "-p", "tcp", "--dport", port(dnsPort), "-j", "REDIRECT", "--to-ports", port(s.DNSPort))
+		b.add(ChainOutput, "-p", "udp", "--dport", port(dnsPort), "-j", "REDIRECT", "--to-ports", port(s.DNSPort))
 	}
 	b.add(ChainOutput, "-d", a.loopback, "-j", "RETURN")
 	for _, p := range b.family(s.ExcludeOutboundIPRanges) {
@@ -145,6 +210,49 @@ func (b *builder) output(s Settings) {
 	}
 }
 
+// owners are the rules keyed on the proxy's UID, then its GID.
+func (b *builder) owners(s Settings) {
+	a := addrs[b.fam]
+	// A loopback range the pod asks to capture: other local processes'
+	// traffic on lo is no longer left alone wholesale.
+	keepLocal := !hasLoopback(s.IncludeOutboundIPRanges.Prefixes)
+	for _, owner := range []struct{ flag, id string }{
+		{"--uid-owner", strconv.FormatUint(uint64(s.ProxyUID), 10)},
+		{"--gid-owner", strconv.FormatUint(uint64(s.ProxyGID), 10)},
+	} {
+		// The proxy calling its own pod through a non-loopback address goes
+		// back through inbound capture; other local processes on lo are left
+		// alone; everything else the proxy sends is already proxied. With
+		// DNS capture, TCP 53 on lo is the exception (Istio: a resolver on
+		// localhost is still answered by the proxy; the proxy's own query
+		// to it is not sent inbound).
+		inRedirect := []string{"!", "-d", a.loopback, "-o", "lo"}
+		local := []string{"-o", "lo"}
+		if s.CaptureDNS {
+			if owner.flag == "--uid-owner" {
+				inRedirect = append(inRedirect, "-p", "tcp", "!", "--dport", port(dnsPort))
+			}
+			local = append(local, "-p", "tcp", "!", "--dport", port(dnsPort))
+		}
+		b.add(ChainOutput, append(inRedirect, "-m", "owner", owner.flag, owner.id, "-j", ChainInRedirect)...)
+		if keepLocal {
+			b.add(ChainOutput, append(local, "-m", "owner", "!", owner.flag, owner.id, "-j", "RETURN")...)
+		}
+		b.add(ChainOutput, "-m", "owner", owner.flag, owner.id, "-j", "RETURN")
+	}
+}
+
+// hasLoopback reports whether any prefix (of either family, as Istio
+// checks) is a loopback range.
+func hasLoopback(ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Addr().IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
 // family keeps the prefixes of this builder's address family.
 func (b *builder) family(ps []netip.Prefix) []netip.Prefix {
 	var out []netip.Prefix
@@ -158,18 +266,11 @@ func (b *builder) family(ps []netip.Prefix) []netip.Prefix {
 
 func port(p uint16) string { return strconv.FormatUint(uint64(p), 10) }
 
-func contains(ps []uint16, p uint16) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
-}
+func contains[T comparable](ps []T, p T) bool { return slices.Contains(ps, p) }
 
-// union keeps a's order, then b's ports not already in a.
-func union(a, b []uint16) []uint16 {
-	out := append([]uint16(nil), a...)
+// union keeps a's order, then b's items not already in a.
+func union[T comparable](a, b []T) []T {
+	out := append([]T(nil), a...)
 	for _, p := range b {
 		if !contains(out, p) {
 			out = append(out, p)

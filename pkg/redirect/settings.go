@@ -12,17 +12,29 @@ const (
 	DefaultOutboundPort      uint16 = 15001 // the proxy's outbound capture listener
 	DefaultInboundPort       uint16 = 15006 // the proxy's inbound capture listener
 	DefaultInboundTunnelPort uint16 = 15008 // HBONE/mTLS tunnel, arrives already meant for the proxy
+	DefaultDNSPort           uint16 = 15053 // the agent's DNS listener (UDP and TCP)
 	DefaultProxyUID          uint32 = 1337
 	DefaultProxyGID          uint32 = 1337
 )
 
+// TPROXY's defaults, Istio's: inbound packets are marked 1337 and routed
+// by table 133 to local delivery; the proxy's own loopback traffic to the
+// pod is marked 1338.
+const (
+	DefaultTProxyMark  uint32 = 1337
+	DefaultTProxyTable uint32 = 133
+	outboundMark       uint32 = 1338
+)
+
+// TProxy reports whether inbound is intercepted with TPROXY.
+func (s Settings) TProxy() bool { return s.Mode == ModeTProxy }
+
+// dnsPort is the port DNS capture takes to DefaultDNSPort.
+const dnsPort uint16 = 53
+
 // proxyInboundPorts are the sidecar's status (15020), health (15021) and
 // Prometheus (15090) ports: kubelet probes and scrapes must reach them directly.
 var proxyInboundPorts = []uint16{15020, 15021, 15090}
-
-// proxyOutboundPorts: the proxy's merged-metrics/status port, never captured
-// on the way out either.
-var proxyOutboundPorts = []uint16{15020}
 
 // PortSet is a list of TCP ports or the wildcard "*".
 type PortSet struct {
@@ -50,6 +62,17 @@ type Settings struct {
 	InboundTunnelPort uint16
 	ProxyUID          uint32
 	ProxyGID          uint32
+	// CaptureDNS sends the app's DNS (UDP and TCP 53) to DNSPort.
+	CaptureDNS bool
+	DNSPort    uint16
+	// RerouteInterfaces are VM (KubeVirt) interfaces whose traffic is
+	// captured as outbound.
+	RerouteInterfaces []string
+	// Mode is ModeRedirect or ModeTProxy; TProxyMark and TProxyTable are
+	// the packet mark and routing table TPROXY interception uses.
+	Mode        string
+	TProxyMark  uint32
+	TProxyTable uint32
 
 	IncludeInboundPorts     PortSet
 	ExcludeInboundPorts     []uint16

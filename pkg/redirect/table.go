@@ -7,8 +7,10 @@ import (
 	"strings"
 )
 
-// Table is the nat table as the kernel holds it, read from iptables-save.
+// Table is one table (nat unless name says otherwise) as the kernel holds
+// it, read from iptables-save.
 type Table struct {
+	name   string // "" is nat
 	chains map[string][]savedRule
 	order  []string
 }
@@ -24,8 +26,12 @@ type savedRule struct {
 // split the way iptables-restore splits them (double quotes, backslash
 // escapes), so a foreign rule's comment can neither hide nor fake a jump;
 // a quoted argument may even span lines (a comment holding a newline).
-func ParseSave(text string) (Table, error) {
-	t := Table{chains: map[string][]savedRule{}}
+func ParseSave(text string) (Table, error) { return ParseSaveTable(text, TableNat) }
+
+// ParseSaveTable reads the named table out of iptables-save output (which
+// may hold several); a table the output lacks reads as empty.
+func ParseSaveTable(text, table string) (Table, error) {
+	t := Table{name: table, chains: map[string][]savedRule{}}
 	inNat := false
 	lines := strings.Split(text, "\n")
 	for i := 0; i < len(lines); i++ {
@@ -33,7 +39,7 @@ func ParseSave(text string) (Table, error) {
 		switch {
 		case line == "" || strings.HasPrefix(line, "#"):
 		case strings.HasPrefix(line, "*"):
-			inNat = line == "*nat"
+			inNat = line == "*"+tableName(table)
 		case !inNat:
 		case line == "COMMIT":
 			inNat = false
@@ -129,12 +135,13 @@ type jump struct {
 // by chain in table order, each chain's in rule order.
 func (t Table) jumpsIntoOwn() []jump {
 	var out []jump
+	own := ownChains(t.name)
 	for _, c := range t.order {
-		if slices.Contains(OwnChains, c) {
+		if slices.Contains(own, c) {
 			continue
 		}
 		for i, r := range t.chains[c] {
-			if slices.Contains(OwnChains, r.target) {
+			if slices.Contains(own, r.target) {
 				out = append(out, jump{chain: c, pos: i + 1, rule: r})
 			}
 		}
@@ -222,7 +229,8 @@ func Diff(rs Ruleset, cur Table) []string {
 		want[r.Chain] = append(want[r.Chain], Canonical(r.Chain, r.Args))
 	}
 	var diff []string
-	for _, c := range OwnChains {
+	own := ownChains(rs.Table)
+	for _, c := range own {
 		if !cur.Has(c) {
 			diff = append(diff, "missing chain: "+c)
 			continue
@@ -234,7 +242,7 @@ func Diff(rs Ruleset, cur Table) []string {
 		have = append(have, j.rule.canon)
 	}
 	for _, r := range rs.Rules {
-		if !slices.Contains(OwnChains, r.Chain) {
+		if !slices.Contains(own, r.Chain) {
 			wantJumps = append(wantJumps, Canonical(r.Chain, r.Args))
 		}
 	}

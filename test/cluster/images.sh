@@ -4,7 +4,9 @@
 #
 #   images.sh pause         localhost/mesh-cni/pause:e2e        (sandbox image)
 #   images.sh standin       localhost/mesh-cni/app:e2e          standin app --listen :9080
-#                           localhost/mesh-cni/istio-proxy:e2e  standin proxy --ports 15001,15006 (UID/GID 1337)
+#                           localhost/mesh-cni/istio-proxy:e2e  standin proxy --ports 15001,15006 (UID/GID 1337);
+#                                                               also istio-validation (args: validate) and
+#                                                               istio-init (args: validate --want none)
 #   images.sh install-cni   localhost/mesh-cni/install-cni:e2e  from deploy/Dockerfile + bin/ (make build)
 #   images.sh all
 #

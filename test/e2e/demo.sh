@@ -38,8 +38,11 @@ kubectl_ get pods -n default -o wide
 say "4. productpage's iptables rules, found the way the seed finds them"
 ns=default
 podname=$(pod_of default app=productpage)
-show "container_id=\$(kubectl get pod -n $ns $podname -o jsonpath=\"{.status.containerStatuses[?(@.name=='istio-proxy')].containerID}\" | sed -n 's/containerd:\\/\\/\\(.*\\)/\\1/p')"
-container_id=$(kubectl_ get pod -n "$ns" "$podname" -o jsonpath="{.status.containerStatuses[?(@.name=='istio-proxy')].containerID}" | sed -n 's/containerd:\/\/\(.*\)/\1/p')
+# istio-proxy is a native sidecar (as Istio injects it today): its status is
+# among the init containers', where the seed's command (containerStatuses)
+# does not look
+show "container_id=\$(kubectl get pod -n $ns $podname -o jsonpath=\"{.status.initContainerStatuses[?(@.name=='istio-proxy')].containerID}\" | sed -n 's/containerd:\\/\\/\\(.*\\)/\\1/p')"
+container_id=$(kubectl_ get pod -n "$ns" "$podname" -o jsonpath="{.status.initContainerStatuses[?(@.name=='istio-proxy')].containerID}" | sed -n 's/containerd:\/\/\(.*\)/\1/p')
 echo "$container_id"
 show "crictl inspect \$container_id | jq \".info.pid\""
 pid=$(crictl_ inspect "$container_id" | jq ".info.pid")

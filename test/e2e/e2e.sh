@@ -122,6 +122,59 @@ out=$(kubectl_ exec -n default "$PP" -c istio-proxy -- standin dial "$REV_IP:908
 check "the sidecar's own outbound traffic (UID 1337) is not redirected (reaches reviews' inbound 15006)" \
 	grep -q "port=15006 orig=$REV_IP:9080" <<<"$out"
 
+step "Istio's injection shapes (issue 12)"
+# every Bookinfo pod ran istio-validation as UID 1337 before its app
+for a in details ratings reviews productpage; do
+	for p in $(kubectl_ get pod -n default -l "app=$a" -o jsonpath='{.items[*].metadata.name}'); do
+		code=$(kubectl_ get pod -n default "$p" -o jsonpath="{.status.initContainerStatuses[?(@.name=='istio-validation')].state.terminated.exitCode}")
+		if [[ $code == 0 ]]; then ok "$p: istio-validation proved the redirect before the app started"
+		else bad "$p: istio-validation exit code '$code' (want 0)"; fi
+	done
+done
+check "productpage's istio-proxy is a native sidecar (init container, restartPolicy Always)" \
+	test "$(kubectl_ get pod -n default "$PP" -o jsonpath="{.spec.initContainers[?(@.name=='istio-proxy')].restartPolicy}")" = Always
+DET=$(pod_of default app=details)
+out=$("$STANDIN" dial "$(pod_ip default "$DET"):9080" 2>&1)
+check "details (istio-proxy among the containers, the older injection) is meshed: inbound lands on 15006" \
+	grep -q "port=15006 orig=" <<<"$out"
+# an istio-init pod programs its own rules: mesh-cni must leave it alone
+# (its istio-init stand-in proves nothing is captured)
+kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: e2e-istio-init, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: istio-init, image: $PROXY_IMAGE, args: [validate, --want, none], securityContext: $ISTIO_SECURITY_CONTEXT}
+  containers:
+  - {name: app, image: $APP_IMAGE, securityContext: {runAsUser: 1000}}
+  - {name: istio-proxy, image: $PROXY_IMAGE, args: [proxy, sidecar], securityContext: $ISTIO_SECURITY_CONTEXT}
+EOF
+if wait_ready default pod/e2e-istio-init; then
+	if has_istio_chains "$(pod_pid default e2e-istio-init)"; then bad "the istio-init pod has no ISTIO rules"
+	else ok "the istio-init pod is left alone (Ready, no ISTIO rules)"; fi
+else bad "the istio-init pod is Ready"; fi
+# the validation is a real check: where mesh-cni does not redirect (an
+# excluded namespace), an injected pod must fail to start
+kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: e2e-validation-fails, namespace: kube-system, annotations: {sidecar.istio.io/status: '$ISTIO_STATUS'}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: istio-validation, image: $PROXY_IMAGE, args: [validate, --timeout, 2s], securityContext: $ISTIO_SECURITY_CONTEXT}
+  - {name: istio-proxy, image: $PROXY_IMAGE, args: [proxy, sidecar], restartPolicy: Always, securityContext: $ISTIO_SECURITY_CONTEXT}
+  containers:
+  - {name: app, image: $APP_IMAGE, securityContext: {runAsUser: 1000}}
+EOF
+check "an injected pod mesh-cni does not redirect fails istio-validation and never starts" \
+	wait_for "e2e-validation-fails Failed" 120 bash -c "[[ \$($K8S_BIN_DIR/kubectl --kubeconfig $KUBECONFIG_ADMIN get pod -n kube-system e2e-validation-fails -o jsonpath='{.status.phase}') == Failed ]]"
+kubectl_ delete pod -n default e2e-istio-init --wait=false >/dev/null 2>&1
+kubectl_ delete pod -n kube-system e2e-validation-fails --wait=false >/dev/null 2>&1
+
 step "pods that must not be meshed"
 test_pod kube-system e2e-excluded-ns yes
 test_pod default e2e-no-sidecar no

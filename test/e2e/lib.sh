@@ -36,7 +36,8 @@ e2e_images() {
 # pod_pid NS POD [CONTAINER]: host PID of a container, the way the seed does it
 pod_pid() {
 	local cid
-	cid=$(kubectl_ get pod -n "$1" "$2" -o jsonpath="{.status.containerStatuses[?(@.name=='${3:-istio-proxy}')].containerID}")
+	# a native sidecar's status is among the init containers'
+	cid=$(kubectl_ get pod -n "$1" "$2" -o jsonpath="{.status.containerStatuses[?(@.name=='${3:-istio-proxy}')].containerID}{.status.initContainerStatuses[?(@.name=='${3:-istio-proxy}')].containerID}")
 	cid=${cid#containerd://}
 	[[ -n $cid ]] || return 1
 	crictl_ inspect "$cid" | jq -r '.info.pid'
@@ -110,6 +111,12 @@ e2e_prepare_deploy() {
 	log "install-cni image available as $orig_image ($full_image)"
 }
 
+# istio-proxy's and istio-validation's securityContext as Istio's injector
+# writes it (sidecar template), and its sidecar.istio.io/status annotation
+ISTIO_SECURITY_CONTEXT='{allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, privileged: false, readOnlyRootFilesystem: true, runAsGroup: 1337, runAsNonRoot: true, runAsUser: 1337}'
+ISTIO_STATUS='{"initContainers":["istio-validation","istio-proxy"],"containers":null,"volumes":["istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"imagePullSecrets":null,"revision":"default"}'
+ISTIO_STATUS_CONTAINERS='{"initContainers":["istio-validation"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"imagePullSecrets":null,"revision":"default"}'
+
 # the seed's Bookinfo as a kustomization in $WORK/bookinfo: app images replaced
 # by the stand-in app, the stand-in sidecar injected as Istio's injector would
 # (minus istio-init: the CNI plug-in replaces it)
@@ -129,15 +136,50 @@ e2e_bookinfo_kustomization() {
 		done
 		cat <<-EOF
 	patches:
-	# what Istio's injector adds (minus istio-init: the CNI plug-in replaces it)
-	- target: {kind: Deployment}
+	# what Istio's injector writes in CNI mode today (no istio-init: the CNI
+	# plug-in replaces it): istio-validation, run as the proxy's UID, proves
+	# the redirect before anything else starts; istio-proxy is a native
+	# sidecar with Istio's securityContext; the status annotation.
+	- target: {kind: Deployment, labelSelector: "app!=details"}
 	  patch: |-
+	    - op: add
+	      path: /spec/template/spec/initContainers
+	      value:
+	      - name: istio-validation
+	        image: $PROXY_IMAGE
+	        args: [validate]
+	        securityContext: $ISTIO_SECURITY_CONTEXT
+	      - name: istio-proxy
+	        image: $PROXY_IMAGE
+	        args: [proxy, sidecar, --ports, "15001,15006"]
+	        restartPolicy: Always
+	        securityContext: $ISTIO_SECURITY_CONTEXT
+	    - op: add
+	      path: /spec/template/metadata/annotations
+	      value: {sidecar.istio.io/status: '$ISTIO_STATUS'}
+	    - op: add
+	      path: /spec/template/spec/terminationGracePeriodSeconds
+	      value: 1
+	# details keeps the older injection: istio-proxy among the containers
+	- target: {kind: Deployment, labelSelector: "app=details"}
+	  patch: |-
+	    - op: add
+	      path: /spec/template/spec/initContainers
+	      value:
+	      - name: istio-validation
+	        image: $PROXY_IMAGE
+	        args: [validate]
+	        securityContext: $ISTIO_SECURITY_CONTEXT
 	    - op: add
 	      path: /spec/template/spec/containers/-
 	      value:
 	        name: istio-proxy
 	        image: $PROXY_IMAGE
-	        securityContext: {runAsUser: 1337, runAsGroup: 1337}
+	        args: [proxy, sidecar, --ports, "15001,15006"]
+	        securityContext: $ISTIO_SECURITY_CONTEXT
+	    - op: add
+	      path: /spec/template/metadata/annotations
+	      value: {sidecar.istio.io/status: '$ISTIO_STATUS_CONTAINERS'}
 	    - op: add
 	      path: /spec/template/spec/terminationGracePeriodSeconds
 	      value: 1
@@ -145,8 +187,8 @@ e2e_bookinfo_kustomization() {
 	- target: {kind: Deployment, name: productpage-v1}
 	  patch: |-
 	    - op: add
-	      path: /spec/template/metadata/annotations
-	      value: {traffic.sidecar.istio.io/excludeOutboundIPRanges: 192.168.0.1/32}
+	      path: /spec/template/metadata/annotations/traffic.sidecar.istio.io~1excludeOutboundIPRanges
+	      value: 192.168.0.1/32
 	EOF
 	} >"$WORK/bookinfo/kustomization.yaml"
 }
