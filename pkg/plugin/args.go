@@ -5,6 +5,9 @@ import "strings"
 // podRef is the pod the runtime is setting up, from CNI_ARGS.
 type podRef struct {
 	Namespace, Name string
+	// UID is K8S_POD_UID when the runtime passes it (containerd and CRI-O
+	// do): it tells this pod from an earlier one of the same name.
+	UID string
 }
 
 func (p podRef) String() string { return p.Namespace + "/" + p.Name }
@@ -20,6 +23,8 @@ func parsePodRef(cniArgs string) (ref podRef, ok bool) {
 			ref.Namespace = v
 		case "K8S_POD_NAME":
 			ref.Name = v
+		case "K8S_POD_UID":
+			ref.UID = v
 		}
 	}
 	return ref, ref.Namespace != "" && ref.Name != ""

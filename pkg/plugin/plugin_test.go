@@ -21,10 +21,11 @@ func TestParsePodRef(t *testing.T) {
 		ok   bool
 		want podRef
 	}{
-		{"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=x", true, podRef{"default", "p"}},
-		{"K8S_POD_NAMESPACE=default", false, podRef{"default", ""}},
+		{"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=x", true, podRef{Namespace: "default", Name: "p"}},
+		{"K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_UID=0b7d", true, podRef{Namespace: "default", Name: "p", UID: "0b7d"}},
+		{"K8S_POD_NAMESPACE=default", false, podRef{Namespace: "default"}},
 		{"", false, podRef{}},
-		{"FOO=bar;K8S_POD_NAME=p;K8S_POD_NAMESPACE=ns", true, podRef{"ns", "p"}},
+		{"FOO=bar;K8S_POD_NAME=p;K8S_POD_NAMESPACE=ns", true, podRef{Namespace: "ns", Name: "p"}},
 	} {
 		got, ok := parsePodRef(c.args)
 		if ok != c.ok || got != c.want {
