@@ -58,6 +58,13 @@ func run(ctx context.Context, cfg installer.Config, acfg agent.Config) error {
 		return installer.Run(ctx, cfg)
 	}
 	rc, err := agent.RESTConfig(acfg.Kubeconfig)
+	if err != nil && acfg.Kubeconfig == "" {
+		// Outside a cluster without --kubeconfig there is nobody to watch:
+		// the plug-in is told so and reads pods itself, as without an agent.
+		cfg.Logger.Warn("node agent off: no in-cluster identity and no --kubeconfig; the plug-in reads pods from the API", "error", err.Error())
+		cfg.AgentSocket = ""
+		return installer.Run(ctx, cfg)
+	}
 	if err != nil {
 		return err
 	}
