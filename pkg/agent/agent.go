@@ -138,7 +138,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-ctx.Done()
 	a.listening.Store(false)
 	_ = a.ln.Close()
-	<-served // no connection is accepted after this ...
+	<-served        // no connection is accepted after this ...
 	a.srv.wg.Wait() // ... and none is still being answered
 	close(a.reports)
 	wg.Wait()

@@ -32,11 +32,11 @@ const dedupWindow = 10 * time.Minute
 // broadcaster does the API calls (create, and patch for repeats it
 // aggregates) in the background, a token bucket caps the rate.
 type eventPoster struct {
-	rec     record.EventRecorder
-	b       record.EventBroadcaster
-	limit   *rate.Limiter
-	m       *metrics
-	mu      sync.Mutex
+	rec      record.EventRecorder
+	b        record.EventBroadcaster
+	limit    *rate.Limiter
+	m        *metrics
+	mu       sync.Mutex
 	lastSeen map[string]time.Time
 }
 
