@@ -14,6 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshcni/mesh-cni/pkg/agent"
 	"github.com/meshcni/mesh-cni/pkg/installer"
 )
 
@@ -135,6 +136,9 @@ func TestDeployManifests(t *testing.T) {
 	known := map[string]bool{"POD_NAME": true, "POD_NAMESPACE": true, "POD_UID": true, "NODE_NAME": true}
 	for _, f := range installer.Flags {
 		known[f.Env] = true
+	}
+	for _, e := range agent.EnvNames() {
+		known[e] = true
 	}
 	for k, v := range cm.Data {
 		if !known[k] {

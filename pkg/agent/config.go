@@ -163,3 +163,12 @@ func Usage() string {
 	}
 	return b.String()
 }
+
+// EnvNames are the environment variables the agent reads.
+func EnvNames() []string {
+	var out []string
+	for _, f := range flags {
+		out = append(out, f.env)
+	}
+	return out
+}
