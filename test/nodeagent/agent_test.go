@@ -96,6 +96,39 @@ func TestAgentServesADD(t *testing.T) {
 		})
 	})
 
+	t.Run("API unreachable under Block: one Warning per pod; Alert: bypass Warning", func(t *testing.T) {
+		// A pod the agent does not cache (another node) and a plug-in whose
+		// API credentials are refused: the GET fails.
+		bad := filepath.Join(dir, "refused.kubeconfig")
+		kc, _ := os.ReadFile(pluginKC)
+		if err := os.WriteFile(bad, []byte(strings.ReplaceAll(string(kc), api.Users[pluginUser].Token, "refused")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ouid := createPod(t, "elsewhere", "node-b", nil)
+		for i := 0; i < 3; i++ {
+			_, err := (cniCall{verb: "ADD", podName: "elsewhere", uid: ouid, kubeconfig: bad, socket: sock, netns: newNetns(t)}).run(t)
+			if err == nil {
+				t.Fatal("ADD succeeded under Block without the pod")
+			}
+		}
+		ev := waitEvent(t, "elsewhere", "PodLookupFailed")
+		time.Sleep(time.Second) // room for duplicates to arrive
+		if evs := events(t, "elsewhere", "PodLookupFailed"); len(evs) != 1 || evs[0].Count != 1 || ev.Type != "Warning" {
+			t.Fatalf("want one Warning posted once for three refused ADDs, got %+v", evs)
+		}
+		ns5 := newNetns(t)
+		if _, err := (cniCall{verb: "ADD", podName: "elsewhere", uid: ouid, kubeconfig: bad, socket: sock, netns: ns5,
+			extra: `,"failurePolicy":"Alert"`}).run(t); err != nil {
+			t.Fatalf("Alert: %v", err)
+		}
+		if redirected(t, ns5) {
+			t.Fatal("bypassed pod has rules")
+		}
+		if ev := waitEvent(t, "elsewhere", "RedirectBypassed"); ev.Type != "Warning" || ev.InvolvedObject.UID != ouid {
+			t.Fatalf("bypass event %+v", ev)
+		}
+	})
+
 	t.Run("metrics count the ADDs", func(t *testing.T) {
 		m := a.metrics(t)
 		for _, want := range []string{
