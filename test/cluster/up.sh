@@ -207,7 +207,19 @@ start_daemon etcd etcd --name mesh-cni-e2e --data-dir "$STATE/etcd" \
 wait_up etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
 # ---------------------------------------------------------------- apiserver
+# Audit: every pod and event request at Metadata level (who, verb, user
+# agent), so e2e checks what the API server saw rather than our own logs.
+cat >"$STATE/audit-policy.yaml" <<'EOF_AUDIT'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources: [{group: "", resources: [pods, events]}]
+- level: None
+EOF_AUDIT
 start_daemon kube-apiserver kube-apiserver \
+	--audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/audit.log" \
 	--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
 	--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
 	--cert-dir "$STATE/apiserver" \

@@ -122,6 +122,9 @@ out=$(kubectl_ exec -n default "$PP" -c istio-proxy -- standin dial "$REV_IP:908
 check "the sidecar's own outbound traffic (UID 1337) is not redirected (reaches reviews' inbound 15006)" \
 	grep -q "port=15006 orig=$REV_IP:9080" <<<"$out"
 
+# shellcheck source=agent.sh
+. "$E2E_DIR/agent.sh"
+
 step "pods that must not be meshed"
 test_pod kube-system e2e-excluded-ns yes
 test_pod default e2e-no-sidecar no
@@ -142,13 +145,16 @@ if [[ -s ${KCFG:-} ]]; then
 	if kk get secrets -A >/dev/null 2>&1; then bad "listing secrets is refused"; else ok "listing secrets is refused"; fi
 	if can create pods -n default; then bad "plug-in kubeconfig cannot create pods"; else ok "plug-in kubeconfig cannot create pods"; fi
 	# everything beyond what any service account may do (system:basic-user,
-	# system:discovery, ...): must be exactly "get pods"
+	# system:discovery, ...): must be exactly "get pods" for the plug-in's
+	# fallback and what the node agent sharing its service account needs
+	# (list/watch pods, create/patch events; docs/agent.md)
 	rules() { grep -v '^Resources' | awk '{$1=$1; print}' | sort; }
 	nobody=(--as=system:serviceaccount:"$ds_ns":e2e-nobody --as-group=system:serviceaccounts
 		--as-group=system:serviceaccounts:"$ds_ns" --as-group=system:authenticated)
 	extra=$(comm -13 <(kubectl_ auth can-i --list -n default "${nobody[@]}" | rules) <(kk auth can-i --list -n default | rules))
-	if [[ $extra == "pods [] [] [get]" ]]; then ok "plug-in kubeconfig grants exactly: get pods"
-	else bad "plug-in kubeconfig grants exactly get pods; it grants: $extra"; fi
+	want=$'events [] [] [create patch]\npods [] [] [get list watch]'
+	if [[ $extra == "$want" ]]; then ok "plug-in kubeconfig grants exactly: get/list/watch pods, create/patch events"
+	else bad "plug-in kubeconfig grants exactly get/list/watch pods, create/patch events; it grants: $extra"; fi
 else
 	bad "RBAC checks: no plug-in kubeconfig"
 fi
