@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshcni/mesh-cni/pkg/agentapi"
@@ -58,6 +59,16 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 // New builds the agent and opens its socket, so the plug-in can connect
 // as soon as New returns (it is answered once Run runs).
 func New(cfg Config, rc *rest.Config) (*Agent, error) {
+	core, err := typedcorev1.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("agent API client: %w", err)
+	}
+	return NewFromParts(cfg, podcache.NodeListWatch(core.RESTClient(), cfg.NodeName), core)
+}
+
+// NewFromParts is New with the pod source and the Events client given
+// (events nil: no Events), for embedders and the benchmark.
+func NewFromParts(cfg Config, lw cache.ListerWatcher, events typedcorev1.EventsGetter) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,13 +85,10 @@ func New(cfg Config, rc *rest.Config) (*Agent, error) {
 	if cfg.Registry == nil {
 		reg = prometheus.NewRegistry()
 	}
-	core, err := typedcorev1.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("agent API client: %w", err)
-	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("part", "agent"), m: newMetrics(reg),
 		reports: make(chan *agentapi.Report, 1024)}
-	a.cache, err = podcache.New(podcache.NodeListWatch(core.RESTClient(), cfg.NodeName), podcache.Hooks{
+	var err error
+	a.cache, err = podcache.New(lw, podcache.Hooks{
 		WatchError: func(err error) {
 			a.m.watchErrors.Inc()
 			a.log.Warn("pod watch broken; relisting", "error", err)
@@ -90,15 +98,24 @@ func New(cfg Config, rc *rest.Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.events = newEventPoster(core, &a.cfg, a.m)
 	a.srv = &server{cfg: &a.cfg, cache: a.cache, reports: a.reports, m: a.m, log: a.log, sem: make(chan struct{}, maxConns)}
-	a.rep = &reporter{cfg: &a.cfg, out: cfg.Out, m: a.m, events: a.events, log: a.log, uidOf: a.uidOf}
+	a.rep = &reporter{cfg: &a.cfg, out: cfg.Out, m: a.m, log: a.log, uidOf: a.uidOf}
+	if events != nil {
+		a.events = newEventPoster(events, &a.cfg, a.m)
+		a.rep.events = a.events
+	}
 	if a.ln, err = listen(cfg.Socket, a.log); err != nil {
-		a.events.stop()
+		a.stopEvents()
 		return nil, err
 	}
 	a.listening.Store(true)
 	return a, nil
+}
+
+func (a *Agent) stopEvents() {
+	if a.events != nil {
+		a.events.stop()
+	}
 }
 
 func (a *Agent) uidOf(namespace, name string) string {
@@ -142,7 +159,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.srv.wg.Wait() // ... and none is still being answered
 	close(a.reports)
 	wg.Wait()
-	a.events.stop()
+	a.stopEvents()
 	return nil
 }
 
