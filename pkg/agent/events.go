@@ -136,11 +136,14 @@ func (p *eventPoster) duplicate(key string) bool {
 	if t, ok := p.lastSeen[key]; ok && now.Sub(t) < dedupWindow {
 		return true
 	}
-	if len(p.lastSeen) > 4096 { // forget the oldest instead of growing
+	if len(p.lastSeen) > 4096 { // forget expired keys instead of growing
 		for k, t := range p.lastSeen {
 			if now.Sub(t) >= dedupWindow {
 				delete(p.lastSeen, k)
 			}
+		}
+		if len(p.lastSeen) > 4096 { // a flood of distinct pods: start over
+			clear(p.lastSeen)
 		}
 	}
 	p.lastSeen[key] = now
