@@ -10,8 +10,9 @@ import (
 	"github.com/meshcni/mesh-cni/pkg/pod"
 )
 
-// Client is one plug-in invocation's connection to the agent. It is not
-// safe for concurrent use (a plug-in process runs one verb).
+// Client is one plug-in invocation's client of the agent: one connection
+// per request. It is not safe for concurrent use (a plug-in process runs
+// one verb).
 type Client struct {
 	Socket string
 	// PeerUID is the uid the agent must run as (0).
@@ -58,8 +59,8 @@ func (c *Client) Close() {
 // ErrAgent; on success the pod is the one asked for, with uid.
 func (c *Client) GetPod(ctx context.Context, req PodRequest) (*pod.Pod, string, error) {
 	p, uid, err := c.getPod(ctx, req)
+	c.Close() // one request per connection: the agent closes its end after answering
 	if err != nil {
-		c.Close() // a connection in an unknown state is not reused
 		return nil, "", fmt.Errorf("%w: %w", ErrAgent, err)
 	}
 	return p, uid, nil
