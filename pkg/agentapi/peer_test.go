@@ -46,7 +46,8 @@ func fakeAgent(path string) {
 	}
 }
 
-func serveOK(t *testing.T, ln net.Listener) {
+func serveOK(t *testing.T, ln net.Listener) <-chan string {
+	kinds := make(chan string, 10)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -54,13 +55,17 @@ func serveOK(t *testing.T, ln net.Listener) {
 				return
 			}
 			var req Request
-			if ReadMessage(c, &req) == nil && req.Pod != nil {
+			if ReadMessage(c, &req) == nil {
+				kinds <- req.Kind
+			}
+			if req.Pod != nil {
 				_ = WriteMessage(c, &Response{Version: Version, Status: StatusOK, UID: "u1",
 					Pod: &pod.Pod{Metadata: pod.Metadata{Namespace: req.Pod.Namespace, Name: req.Pod.Name}}})
 			}
 			c.Close()
 		}
 	}()
+	return kinds
 }
 
 func requireRoot(t *testing.T) {
@@ -77,13 +82,28 @@ func TestClientTalksToRootAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	serveOK(t, ln)
+	kinds := serveOK(t, ln)
 	c := &Client{Socket: path}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	p, uid, err := c.GetPod(ctx, PodRequest{Namespace: "ns", Name: "p"})
 	if err != nil || uid != "u1" || p.Metadata.Name != "p" {
 		t.Fatalf("%v %v %v", p, uid, err)
+	}
+	// The agent closes each connection after answering: the report that
+	// follows must travel on a new one and arrive.
+	if err := c.Report(ctx, &Report{Verb: "ADD"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{KindPod, KindReport} {
+		select {
+		case got := <-kinds:
+			if got != want {
+				t.Fatalf("agent got %s, want %s", got, want)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("agent never got the %s", want)
+		}
 	}
 }
 
