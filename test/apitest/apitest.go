@@ -54,10 +54,11 @@ type User struct {
 
 // Server is a running etcd + kube-apiserver.
 type Server struct {
-	URL   string
-	Dir   string
-	Users map[string]*User
-	procs []*exec.Cmd
+	URL     string
+	Dir     string
+	Users   map[string]*User
+	procs   []*exec.Cmd
+	apiArgs []string // to restart the API server alone
 }
 
 // AdminUser is in system:masters.
@@ -86,8 +87,8 @@ func (s *Server) start(users []string) error {
 	if err := s.writeFiles(append([]string{AdminUser}, users...)); err != nil {
 		return err
 	}
-	api := exec.Command(filepath.Join(BinDir(), "kube-apiserver"),
-		"--etcd-servers", "http://127.0.0.1:"+etcdPort,
+	s.apiArgs = []string{
+		"--etcd-servers", "http://127.0.0.1:" + etcdPort,
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", apiPort,
 		"--cert-dir", filepath.Join(s.Dir, "certs"),
 		"--token-auth-file", filepath.Join(s.Dir, "tokens.csv"),
@@ -100,12 +101,39 @@ func (s *Server) start(users []string) error {
 		"--endpoint-reconciler-type", "none",
 		"--audit-policy-file", filepath.Join(s.Dir, "audit-policy.yaml"),
 		"--audit-log-path", s.AuditLogPath(), "--audit-log-mode", "blocking",
-		"--profiling=false")
-	if err := s.run(api, "kube-apiserver.log"); err != nil {
+		"--profiling=false"}
+	s.URL = "https://127.0.0.1:" + apiPort
+	return s.StartAPIServer()
+}
+
+// StartAPIServer (re)starts kube-apiserver with the same flags, port and
+// etcd, and waits until it is ready.
+func (s *Server) StartAPIServer() error {
+	api := exec.Command(filepath.Join(BinDir(), "kube-apiserver"), s.apiArgs...)
+	if err := s.run(api, fmt.Sprintf("kube-apiserver-%d.log", len(s.procs))); err != nil {
 		return err
 	}
-	s.URL = "https://127.0.0.1:" + apiPort
 	return s.waitReady(90 * time.Second)
+}
+
+// StopAPIServer stops kube-apiserver alone (etcd keeps the data).
+func (s *Server) StopAPIServer() {
+	for i := len(s.procs) - 1; i >= 1; i-- {
+		stop(s.procs[i])
+	}
+	s.procs = s.procs[:1]
+}
+
+func stop(p *exec.Cmd) {
+	_ = p.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.Process.Kill()
+		<-done
+	}
 }
 
 func (s *Server) run(cmd *exec.Cmd, logName string) error {
@@ -183,16 +211,7 @@ func (s *Server) waitReady(limit time.Duration) error {
 // Stop kills both processes and waits for them.
 func (s *Server) Stop() {
 	for i := len(s.procs) - 1; i >= 0; i-- {
-		p := s.procs[i]
-		_ = p.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.Process.Kill()
-			<-done
-		}
+		stop(s.procs[i])
 	}
 	s.procs = nil
 }
