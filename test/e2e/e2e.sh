@@ -75,6 +75,10 @@ check "the real API server accepts deploy/ (kubectl apply --dry-run=server -k de
 
 step "install: kubectl apply -k deploy/ (image $orig_image = $INSTALL_IMAGE)"
 kubectl_ apply -k "$DEPLOY" >&2
+# This cluster has no kube-proxy and gives pods no default route: the node
+# agent in the DaemonSet pod reaches the API server at the bridge address
+# (test/cluster/up.sh DNATs it), the way a real cluster's service IP works.
+kubectl_ set env -n "$ds_ns" "ds/$ds_name" KUBERNETES_SERVICE_HOST="$POD_GATEWAY" KUBERNETES_SERVICE_PORT=443 >&2
 check "DaemonSet $ds_ns/$ds_name rolled out" \
 	kubectl_ rollout status -n "$ds_ns" "ds/$ds_name" --timeout=120s
 check "installer put mesh-cni in $CNI_BIN_DIR" wait_for "mesh-cni binary" 60 test -x "$CNI_BIN_DIR/mesh-cni"
