@@ -27,7 +27,7 @@ fi
 step "node agent: kubectl logs shows productpage's ADD decision"
 ds_pod=$(kubectl_ get pods -n "$ds_ns" -o name | grep "$ds_name" | head -1)
 line=$(kubectl_ logs -n "$ds_ns" "$ds_pod" -c install-cni 2>/dev/null |
-	jq -c --arg p "default/$PP" 'select(.msg == "decision" and .pod == $p and .verb == "ADD")' 2>/dev/null | tail -1)
+	jq -cR --arg p "default/$PP" 'fromjson? | select(.msg == "decision" and .pod == $p and .verb == "ADD")' 2>/dev/null | tail -1)
 echo "kubectl logs -n $ds_ns $ds_pod: $line"
 check "kubectl logs of $ds_pod shows productpage's ADD: decision redirected, with a reason, served from the cache" \
 	jq -e '.decision == "redirected" and (.reason | length > 0) and .podSource == "cache" and (.containerID | length > 0)' <<<"${line:-null}"
