@@ -103,10 +103,13 @@ type env struct {
 	restore    string           // iptables-<backend>-restore
 	save       string           // iptables-<backend>-save
 	cleanOnce  sync.Once
+	floorBin   string      // bench/floor: the static-Go floor
+	agent      *agentBench // the in-process node agent of the agent path
 }
 
 func (e *env) cleanup() {
 	e.cleanOnce.Do(func() {
+		e.stopAgent()
 		e.nets.deleteAll()
 		if e.srv != nil {
 			e.srv.Close()
@@ -172,6 +175,9 @@ func (e *env) setup() error {
 	if e.hello, err = cnitest.BuildBinary(e.dir, "./bench/hello", "hello"); err != nil {
 		return err
 	}
+	if e.floorBin, err = cnitest.BuildBinary(e.dir, "./bench/floor", "floor"); err != nil {
+		return err
+	}
 	e.srv = cnitest.NewPodServer(cnitest.SeedPod(podNamespace, podName, redirecttest.SeedAnnotations))
 	// One request per connection, as a fresh process would have: the floor's
 	// in-process client must not reuse a kept-alive connection.
@@ -187,7 +193,7 @@ func (e *env) setup() error {
 	if e.seed, err = redirecttest.SeedRuleset(); err != nil {
 		return err
 	}
-	return nil
+	return e.startAgent()
 }
 
 // tracker remembers every namespace this run created so that any exit
@@ -261,6 +267,8 @@ type results struct {
 	programming              series // the plug-in's own "redirect programmed" elapsed
 	natRestore               series // the same restore through pkg/nat.Netns
 	excl, hello              series
+	agentAdd, staticFloor    series         // issue 7: ADD through the agent, static-Go floor
+	flight                   []flightResult // ADDs in flight at once
 	addRequests, exclReqs    int64
 	verified                 int
 	binSize, helloSize       int64
@@ -311,6 +319,40 @@ func (e *env) measure() (*results, error) {
 			if prog > 0 {
 				r.programming = append(r.programming, prog)
 			}
+		}
+
+		// (a') meshed ADD through the node agent: no API request.
+		before = e.srv.Requests.Load()
+		d, err = e.iteration(func(n *cnitest.Netns) (time.Duration, error) {
+			d, _, err := e.addVia(n, podNamespace, podName, e.agent.socket)
+			if err == nil && verify {
+				err = e.verifySeed(n)
+			}
+			return d, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("iteration %d: ADD through the agent: %w", i, err)
+		}
+		if reqs := e.srv.Requests.Load() - before; reqs != 0 {
+			return nil, fmt.Errorf("iteration %d: ADD through the agent made %d API request(s)", i, reqs)
+		}
+		if measured {
+			r.agentAdd = append(r.agentAdd, d)
+		}
+
+		// (a'') the static-Go floor: exec, stdin, GET, one restore, print.
+		d, err = e.iteration(func(n *cnitest.Netns) (time.Duration, error) {
+			d, err := e.execFloor(n)
+			if err == nil && verify {
+				err = e.verifySeed(n)
+			}
+			return d, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("iteration %d: static floor: %w", i, err)
+		}
+		if measured {
+			r.staticFloor = append(r.staticFloor, d)
 		}
 
 		// (b) the floor: a pod GET and one iptables-restore of the same rules.
@@ -386,6 +428,9 @@ func (e *env) measure() (*results, error) {
 			fmt.Printf("  %d/%d  ADD p50 so far %s\n", k+1, e.o.n, ms(r.add.pct(50)))
 		}
 	}
+	if err := e.measureInFlight(r); err != nil {
+		return nil, err
+	}
 	r.elapsed = time.Since(r.started)
 	r.loadAfter = loadavg()
 	return r, nil
@@ -402,13 +447,14 @@ func (e *env) iteration(step func(*cnitest.Netns) (time.Duration, error)) (time.
 	return step(n)
 }
 
-func (e *env) netconf(netnsPath string) []byte {
+func (e *env) netconf(netnsPath, agentSocket string) []byte {
 	conf := map[string]any{
 		"cniVersion":      "1.0.0",
 		"name":            "mesh-bench",
 		"type":            "mesh-cni",
 		"kubeconfig":      e.kubeconfig,
 		"iptablesBackend": e.o.backend,
+		"agentSocket":     agentSocket, // "": the direct GET path
 		"prevResult": map[string]any{
 			"cniVersion": "1.0.0",
 			"interfaces": []any{map[string]any{"name": "eth0", "mac": "0a:58:c6:12:00:05", "sandbox": netnsPath}},
@@ -424,6 +470,11 @@ func (e *env) netconf(netnsPath string) []byte {
 // returns how long the plug-in says it spent programming the rules (its
 // "redirect programmed" log line; 0 when it did not program any).
 func (e *env) add(n *cnitest.Netns, namespace, name string) (time.Duration, time.Duration, error) {
+	return e.addVia(n, namespace, name, "")
+}
+
+// addVia is add with the plug-in asking the agent at socket ("" = none).
+func (e *env) addVia(n *cnitest.Netns, namespace, name, socket string) (time.Duration, time.Duration, error) {
 	id := "bench" + strings.TrimPrefix(n.Name, netnsPrefix+"-")
 	cmd := exec.Command(e.bin)
 	cmd.Env = append(os.Environ(),
@@ -434,7 +485,7 @@ func (e *env) add(n *cnitest.Netns, namespace, name string) (time.Duration, time
 		"CNI_PATH="+e.dir,
 		"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE="+namespace+";K8S_POD_NAME="+name+";K8S_POD_INFRA_CONTAINER_ID="+id,
 	)
-	cmd.Stdin = bytes.NewReader(e.netconf(n.Path()))
+	cmd.Stdin = bytes.NewReader(e.netconf(n.Path(), socket))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -59,6 +59,8 @@ func (r *results) rows() []row {
 		{"  of which pod GET", r.get, "new client each time, no kept-alive connection"},
 		{"  of which iptables-restore", r.restore, "iptables-" + r.o.backend + "-restore --noflush"},
 		{"restore through pkg/nat", r.natRestore, "the floor's restore as the plug-in runs it: own thread, files-only NSS mount namespace"},
+		{"meshed ADD through the agent", r.agentAdd, "exec of mesh-cni asking the node agent's cache: no API request, one iptables-restore"},
+		{"static floor (exec)", r.staticFloor, "exec of a minimal static Go program: stdin, pod GET on a new connection, one iptables-restore in the netns, prevResult out"},
 		{"excluded-namespace ADD", r.excl, "kube-system: no client, no request"},
 		{"hello (static Go exec)", r.hello, "process-start reference, no work"},
 	}
@@ -79,6 +81,9 @@ func (r *results) text() string {
 	fmt.Fprintf(&b, "API requests, meshed ADDs:      %d in %d\n", r.addRequests, len(r.add))
 	fmt.Fprintf(&b, "mesh-cni binary size:           %s (%d bytes; goal <= 25 MB: %s)\n", mb(r.binSize), r.binSize, verdict(r.binSize <= goalSize))
 	fmt.Fprintf(&b, "nat table read back and checked against the seed's rules in %d iterations\n\n", r.verified)
+	b.WriteString(r.agentGoals())
+	b.WriteString(r.flightTable())
+	b.WriteString("\n")
 	b.WriteString(r.breakdown())
 	return b.String()
 }
@@ -107,7 +112,7 @@ than edit the figures. ` + "`make bench`" + ` alone prints them.
 
 ## What is measured
 
-One run alternates five timed steps, each in a network namespace of its own that is
+One run alternates seven timed steps (then 10 and 110 ADDs at once, each path), each in a network namespace of its own that is
 created and deleted outside the timed part:
 
 | step | what is timed |
@@ -115,6 +120,8 @@ created and deleted outside the timed part:
 | meshed ADD | wall clock of exec'ing the real ` + "`mesh-cni`" + ` binary (static, stripped, as ` + "`make build`" + ` builds it) with ` + "`CNI_COMMAND=ADD`" + ` for the seed's productpage pod (with ` + "`istio-proxy`" + ` and ` + "`excludeOutboundIPRanges: 192.168.0.1/32`" + `) and a prevResult for eth0 198.18.0.5/24: config parsing, one pod GET from a local read-only pod server, one ` + "`iptables-restore`" + ` in the pod netns |
 | floor | what any implementation has to do: one pod GET with a new client-go client (the server closes every connection, so no kept-alive reuse) plus one exec of ` + "`iptables-<backend>-restore --noflush`" + ` of the same rules (` + "`redirect.FreshScript`" + ` of the seed ruleset) from a thread inside the netns. It does not pay for starting a process for the GET |
 | restore through pkg/nat | the floor's restore again, through ` + "`nat.Netns.Restore`" + ` as the plug-in runs it (a thread of its own in the netns and a private mount namespace with a files-only nsswitch.conf): the price of that isolation |
+| meshed ADD through the agent | the same exec with ` + "`agentSocket`" + ` set: the pod comes from an in-process node agent (` + "`pkg/agent`" + `, its cache listed once from the same pod), no API request (the pod server's counter must not move) |
+| static floor | what every exec'd chained plug-in pays: exec of ` + "`bench/floor`" + `, a minimal static Go program that reads its stdin, GETs the pod over a new connection, runs one ` + "`iptables-restore`" + ` in the netns and prints the prevResult |
 | excluded-namespace ADD | exec of the binary for a pod in ` + "`kube-system`" + `; the pod server's request counter must not move |
 | hello | exec of a trivial static Go binary: the machine's price for starting any Go process |
 
@@ -136,7 +143,9 @@ netns must hold none of the mesh chains. The program fails on any functional err
 	fmt.Fprintf(&b, "| excluded-namespace ADD p50 ≤ 5 ms | %s | %s |\n", ms(r.excl.pct(50)), verdict(r.excl.pct(50) <= goalExcluded))
 	fmt.Fprintf(&b, "| excluded-namespace ADD makes no API request | 0 requests in %d ADDs | goal met |\n", len(r.excl))
 	fmt.Fprintf(&b, "| binary ≤ 25 MB | %s (%d bytes) | %s |\n", mb(r.binSize), r.binSize, verdict(r.binSize <= goalSize))
+	b.WriteString(r.agentGoals())
 	fmt.Fprintf(&b, "\nThe meshed ADDs made %d pod requests in %d ADDs.\n", r.addRequests, len(r.add))
+	b.WriteString(r.flightTable())
 	b.WriteString("\n### Where a meshed ADD's time goes\n\n")
 	b.WriteString(r.breakdown())
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshcni/mesh-cni/pkg/agent"
 	"github.com/meshcni/mesh-cni/pkg/installer"
 )
 
@@ -75,9 +77,15 @@ func TestDeployManifests(t *testing.T) {
 	if ns.Name != "mesh-cni-system" || sa.Namespace != ns.Name || ds.Namespace != ns.Name || cm.Namespace != ns.Name {
 		t.Error("objects are not all in mesh-cni-system")
 	}
-	if len(role.Rules) != 1 || strings.Join(role.Rules[0].APIGroups, ",") != "" || strings.Join(role.Rules[0].Resources, ",") != "pods" ||
-		strings.Join(role.Rules[0].Verbs, ",") != "get" || len(role.Rules[0].ResourceNames) != 0 {
-		t.Errorf("ClusterRole is not exactly get pods: %+v", role.Rules)
+	// Exactly: pods get (plug-in fallback), list/watch (agent cache);
+	// events create/patch (agent Events). Nothing more.
+	var grants []string
+	for _, r := range role.Rules {
+		grants = append(grants, fmt.Sprintf("%s|%s|%s|%d", strings.Join(r.APIGroups, ","), strings.Join(r.Resources, ","),
+			strings.Join(r.Verbs, ","), len(r.ResourceNames)))
+	}
+	if got := strings.Join(grants, " "); got != "|pods|get,list,watch|0 |events|create,patch|0" {
+		t.Errorf("ClusterRole is not exactly get/list/watch pods and create/patch events: %s", got)
 	}
 	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != ns.Name {
 		t.Errorf("ClusterRoleBinding does not bind %s to %s: %+v", sa.Name, role.Name, binding)
@@ -128,6 +136,9 @@ func TestDeployManifests(t *testing.T) {
 	known := map[string]bool{"POD_NAME": true, "POD_NAMESPACE": true, "POD_UID": true, "NODE_NAME": true}
 	for _, f := range installer.Flags {
 		known[f.Env] = true
+	}
+	for _, e := range agent.EnvNames() {
+		known[e] = true
 	}
 	for k, v := range cm.Data {
 		if !known[k] {

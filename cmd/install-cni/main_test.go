@@ -190,7 +190,9 @@ func TestBinarySIGTERM(t *testing.T) {
 
 func entryFor(t *testing.T, netDir string) []byte {
 	t.Helper()
-	c, err := installer.ParseFlags([]string{"--kubeconfig-dir=" + netDir, "--log-level=debug"},
+	// No in-cluster identity here, so the node agent is off and the entry
+	// says agentSocket "".
+	c, err := installer.ParseFlags([]string{"--kubeconfig-dir=" + netDir, "--log-level=debug", "--agent-socket="},
 		func(k string) string {
 			return map[string]string{"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"}[k]
 		})

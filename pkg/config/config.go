@@ -32,6 +32,8 @@ const (
 const (
 	DefaultPodLookupTimeout = 30 * time.Second
 	DefaultLockWait         = 30 * time.Second
+	// DefaultAgentSocket is where the node agent listens (agentapi.DefaultSocket).
+	DefaultAgentSocket = "/var/run/mesh-cni/agent.sock"
 )
 
 // DefaultExcludeNamespaces is used when excludeNamespaces is absent.
@@ -51,6 +53,7 @@ type raw struct {
 	InstallerNamespace string          `json:"installerNamespace"`
 	InstallerPodPrefix string          `json:"installerPodPrefix"`
 	Redirect           *redirectConfig `json:"redirect"`
+	AgentSocket        *string         `json:"agentSocket"`
 }
 
 // redirectConfig holds node-level redirect defaults; absent keys keep
@@ -84,6 +87,9 @@ type Config struct {
 	LogLevel         slog.Level
 	LogFile          string
 	Node             redirect.Node
+	// AgentSocket is the node agent's socket; "" means no agent: the pod is
+	// read from the API directly.
+	AgentSocket string
 }
 
 // Parse reads stdin's network config. Errors name the key at fault.
@@ -127,6 +133,9 @@ func Parse(stdin []byte) (*Config, error) {
 	if c.LogLevel, err = parseLevel(r.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
+	if c.AgentSocket, err = parseAgentSocket(r.AgentSocket); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Node, err = r.Redirect.node(); err != nil {
 		errs = append(errs, err)
 	}
@@ -159,6 +168,18 @@ func parseTimeout(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("podLookupTimeout: %q is not a positive duration such as \"30s\"", s)
 	}
 	return d, nil
+}
+
+func parseAgentSocket(s *string) (string, error) {
+	switch {
+	case s == nil:
+		return DefaultAgentSocket, nil
+	case *s == "":
+		return "", nil
+	case !strings.HasPrefix(*s, "/"):
+		return "", fmt.Errorf("agentSocket: %q is not an absolute path (\"\" turns the agent off)", *s)
+	}
+	return *s, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -39,11 +39,15 @@ type Config struct {
 	ResyncInterval     time.Duration   // full reconcile even without events
 	DriftWarnCount     int             // warn when our entry is undone more than this often ...
 	DriftWarnWindow    time.Duration   // ... within this window
+	AgentSocket        string          // plug-in and node agent: the agent's socket, same path on host and container; "" = no agent
 
 	// Logger and Registry may be set by embedders and tests; ParseFlags
 	// leaves them nil (a JSON logger on stderr and a fresh registry).
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+	// ReadyCheck, when set, must also pass for /readyz (the node agent's
+	// cache and socket).
+	ReadyCheck func() error
 
 	// hooks are set by this package's tests only (see raceHooks).
 	hooks *raceHooks

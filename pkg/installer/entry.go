@@ -33,6 +33,9 @@ func (c *Config) Entry() []byte {
 		member{Key: "installerNamespace", Value: jsonValue(c.InstallerNamespace)},
 		member{Key: "installerPodPrefix", Value: jsonValue(c.InstallerPodPrefix)},
 	)
+	// Always written: the plug-in's default is the agent's default path, so
+	// a disabled agent must say "".
+	obj = append(obj, member{Key: "agentSocket", Value: jsonValue(c.AgentSocket)})
 	if len(c.Redirect) > 0 {
 		obj = append(obj, member{Key: "redirect", Value: c.Redirect})
 	}

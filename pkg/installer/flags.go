@@ -49,6 +49,7 @@ var Flags = []FlagSpec{
 	{Name: "installer-namespace", Env: "INSTALLER_NAMESPACE", Usage: "namespace of the installer's pods, skipped by the plug-in (default: $POD_NAMESPACE, else mesh-cni-system)", set: setInstallerNamespace},
 	{Name: "installer-pod-prefix", Env: "INSTALLER_POD_PREFIX", Default: "mesh-cni-node-", Usage: "name prefix of the installer's pods, skipped by the plug-in", set: setPodPrefix},
 	{Name: "redirect", Env: "REDIRECT", Usage: `plug-in node-level redirect defaults as a JSON object, e.g. {"excludeInboundPorts":"22"}`, set: setRedirect},
+	{Name: "agent-socket", Env: "AGENT_SOCKET", Default: "/var/run/mesh-cni/agent.sock", Usage: "node agent socket (host path, mounted at the same path); the plug-in asks it for pods; empty or \"off\": no agent", set: setAgentSocket},
 	{Name: "health-addr", Env: "HEALTH_ADDR", Default: ":15280", Usage: "listen address of /healthz and /readyz (empty: off)", set: addr(func(c *Config) *string { return &c.HealthAddr })},
 	{Name: "metrics-addr", Env: "METRICS_ADDR", Default: ":15290", Usage: "listen address of Prometheus /metrics (empty: off)", set: addr(func(c *Config) *string { return &c.MetricsAddr })},
 	{Name: "log-level", Env: "LOG_LEVEL", Default: "info", Usage: "installer log level: debug | info | warn | error", set: enum(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
@@ -422,4 +423,13 @@ func setRedirect(c *Config, v string) error {
 	}
 	c.Redirect = json.RawMessage(buf.Bytes())
 	return nil
+}
+
+// setAgentSocket: "off" turns the agent off where an empty value cannot (an
+// empty environment variable means "the default").
+func setAgentSocket(c *Config, v string) error {
+	if v == "off" {
+		v = ""
+	}
+	return optAbsPath(func(c *Config) *string { return &c.AgentSocket })(c, v)
 }

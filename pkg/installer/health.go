@@ -46,11 +46,18 @@ func (in *Installer) healthMux(mux *http.ServeMux) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if in.ready.Load() {
-			fmt.Fprintln(w, "ready")
-			return
-		}
 		why, _ := in.notReady.Load().(string)
+		if in.ready.Load() {
+			var err error
+			if in.cfg.ReadyCheck != nil {
+				err = in.cfg.ReadyCheck()
+			}
+			if err == nil {
+				fmt.Fprintln(w, "ready")
+				return
+			}
+			why = err.Error()
+		}
 		http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/meshcni/mesh-cni/pkg/agentapi"
 	"github.com/meshcni/mesh-cni/pkg/config"
 	"github.com/meshcni/mesh-cni/pkg/k8s"
 	"github.com/meshcni/mesh-cni/pkg/nat"
@@ -30,6 +31,8 @@ type Deps struct {
 	NewTables func(netnsPath string, backend nat.Backend) redirect.Tables
 	// ResolveBackend turns "auto" into legacy or nft.
 	ResolveBackend func(nat.Backend) (nat.Backend, error)
+	// Agent connects to the node agent (nil: never ask one).
+	Agent func(socket string) AgentClient
 }
 
 // Real are the production dependencies.
@@ -40,6 +43,7 @@ func Real() Deps {
 			return &nat.Netns{Path: path, Backend: b, LockWait: config.DefaultLockWait}
 		},
 		ResolveBackend: nat.Backend.Resolve,
+		Agent:          RealAgent,
 	}
 }
 
@@ -77,9 +81,11 @@ type invocation struct {
 	log   *slog.Logger
 	pod   pod.Ref
 	isK8s bool
+	agent AgentClient // nil without a node agent
+	out   outcome
 }
 
-func (p *Plugin) begin(args *skel.CmdArgs, verb string) (*invocation, func(), error) {
+func (p *Plugin) begin(args *skel.CmdArgs, verb string) (*invocation, func(error), error) {
 	cfg, err := config.Parse(args.StdinData)
 	if err != nil {
 		return nil, nil, cniErr(types.ErrInvalidNetworkConfig, "%v", err)
@@ -90,7 +96,9 @@ func (p *Plugin) begin(args *skel.CmdArgs, verb string) (*invocation, func(), er
 		log = log.With("pod", ref.String())
 	}
 	log = log.With("verb", verb)
-	return &invocation{cfg: cfg, log: log, pod: ref, isK8s: isK8s}, closeLog, nil
+	inv := &invocation{cfg: cfg, log: log, pod: ref, isK8s: isK8s, out: outcome{verb: verb}}
+	p.withAgent(inv, args, cfg.LogLevel)
+	return inv, func(err error) { p.finish(inv, args, err); closeLog() }, nil
 }
 
 // Add passes the previous result through and, for a qualifying pod,
@@ -105,12 +113,12 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 
 // AddResult is Add without the printing: the result it would print,
 // already in the caller's cniVersion.
-func (p *Plugin) AddResult(args *skel.CmdArgs) (types.Result, error) {
+func (p *Plugin) AddResult(args *skel.CmdArgs) (_ types.Result, err error) {
 	inv, done, err := p.begin(args, "ADD")
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer func() { done(err) }()
 	prev := inv.cfg.Net.PrevResult
 	if prev == nil {
 		return nil, cniErr(types.ErrInvalidNetworkConfig,
@@ -172,17 +180,20 @@ type plan struct {
 func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 	if !inv.isK8s {
 		inv.log.Info("not a Kubernetes pod (no K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS); passing through")
+		inv.out.decide(agentapi.DecisionNotRedirected, "not a Kubernetes pod")
 		return nil, nil
 	}
 	if v, decided := podcheck.PreLookup(inv.pod.Namespace, inv.pod.Name, inv.cfg.Pods); decided {
 		inv.log.Info("pod not redirected", "reason", v.Reason)
+		inv.out.decide(agentapi.DecisionNotRedirected, v.Reason)
 		return nil, nil
 	}
-	pd, err := p.lookup(inv)
+	pd, err := p.readPod(inv)
 	if err != nil {
 		if errors.Is(err, k8s.ErrUnavailable) && inv.cfg.FailurePolicy == config.Alert {
 			inv.log.Error("POD STARTS WITHOUT MESH REDIRECT: the Kubernetes API could not answer and failurePolicy is Alert",
 				"error", boundText(err.Error()))
+			inv.out.decide(agentapi.DecisionBypassed, "the Kubernetes API could not answer and failurePolicy is Alert: "+boundText(err.Error()))
 			return nil, nil
 		}
 		code := CodePodLookup
@@ -194,9 +205,11 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 	verdict := podcheck.Check(pd, inv.cfg.Pods)
 	if !verdict.Redirect {
 		inv.log.Info("pod not redirected", "reason", verdict.Reason)
+		inv.out.decide(agentapi.DecisionNotRedirected, verdict.Reason)
 		return nil, nil
 	}
 	inv.log.Info("pod qualifies", "reason", verdict.Reason, "proxyUID", verdict.Proxy.UID, "proxyGID", verdict.Proxy.GID)
+	inv.out.decide(agentapi.DecisionRedirected, verdict.Reason) // unless programming fails
 	settings, err := inv.cfg.Node.Resolve(pd.Metadata.Annotations, verdict.Proxy)
 	if err != nil {
 		return nil, cniErr(CodeBadAnnotation, "pod %s: %v; nothing was programmed", inv.pod, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/meshcni/mesh-cni/pkg/agentapi"
 	"github.com/meshcni/mesh-cni/pkg/config"
 	"github.com/meshcni/mesh-cni/pkg/podcheck"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
@@ -36,12 +37,12 @@ func prevResultFamilies(prev types.Result) []redirect.Family {
 
 // Del removes the pod's redirect. It succeeds when the netns is gone: the
 // rules went with it.
-func (p *Plugin) Del(args *skel.CmdArgs) error {
+func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
 	inv, done, err := p.begin(args, "DEL")
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer func() { done(err) }()
 	if !inv.isK8s {
 		return nil
 	}
@@ -72,6 +73,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		}
 	}
 	inv.log.Info("redirect removed")
+	inv.out.decide(agentapi.DecisionNotRedirected, "redirect removed")
 	return nil
 }
 
@@ -87,12 +89,12 @@ func enterableNetns(inv *invocation, path string) error {
 
 // Check compares what the kernel holds in the pod's netns with what ADD
 // would program now, and fails with the difference.
-func (p *Plugin) Check(args *skel.CmdArgs) error {
+func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
 	inv, done, err := p.begin(args, "CHECK")
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer func() { done(err) }()
 	if inv.cfg.Net.PrevResult == nil {
 		return cniErr(types.ErrInvalidNetworkConfig, "mesh-cni must be chained: CHECK got no prevResult")
 	}
@@ -123,18 +125,18 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	done()
+	done(nil)
 	return nil
 }
 
 // Status reports whether the plug-in could serve an ADD now: its
 // kubeconfig is readable and the iptables tools are installed.
-func (p *Plugin) Status(args *skel.CmdArgs) error {
+func (p *Plugin) Status(args *skel.CmdArgs) (err error) {
 	inv, done, err := p.begin(args, "STATUS")
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer func() { done(err) }()
 	return status(inv.cfg)
 }
 

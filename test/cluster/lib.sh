@@ -43,6 +43,11 @@ DEBIAN_CNI_DIR=/usr/lib/cni
 CNI_NET_NAME=meshcni-e2e
 CNI_BRIDGE=meshbr0
 POD_SUBNET=10.244.0.0/24
+# The bridge's address in POD_SUBNET (host-local's default gateway). Pods have
+# no default route and no kube-proxy serves them, so up.sh DNATs this
+# address's port 443 to the API server: the node agent in the DaemonSet pod
+# reaches the API there (test/e2e sets KUBERNETES_SERVICE_HOST to it).
+POD_GATEWAY=10.244.0.1
 PRIMARY_CONFLIST=$CNI_CONF_DIR/10-meshcni-e2e-bridge.conflist
 # Debian plug-ins linked into CNI_BIN_DIR (containerd 1.6 takes one bin_dir).
 DEBIAN_CNI_PLUGINS=(bridge host-local loopback portmap)

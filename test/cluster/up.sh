@@ -160,7 +160,7 @@ log "generating CA, serving/client certificates and the service-account key"
 		rm -f "$1.csr" "$1.ext"
 	}
 	cert apiserver "/CN=kube-apiserver" \
-		"DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$KUBERNETES_SVC_IP" serverAuth
+		"DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$KUBERNETES_SVC_IP,IP:$POD_GATEWAY" serverAuth
 	cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "" clientAuth
 	cert admin "/O=system:masters/CN=mesh-cni-e2e-admin" "" clientAuth
 	cert controller-manager "/CN=system:kube-controller-manager" "" clientAuth
@@ -207,7 +207,19 @@ start_daemon etcd etcd --name mesh-cni-e2e --data-dir "$STATE/etcd" \
 wait_up etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
 # ---------------------------------------------------------------- apiserver
+# Audit: every pod and event request at Metadata level (who, verb, user
+# agent), so e2e checks what the API server saw rather than our own logs.
+cat >"$STATE/audit-policy.yaml" <<'EOF_AUDIT'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources: [{group: "", resources: [pods, events]}]
+- level: None
+EOF_AUDIT
 start_daemon kube-apiserver kube-apiserver \
+	--audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/audit.log" \
 	--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
 	--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
 	--cert-dir "$STATE/apiserver" \
@@ -253,6 +265,12 @@ iptables -t nat -N "$SVC_CHAIN"
 iptables -t nat -A "$SVC_CHAIN" -d "$KUBERNETES_SVC_IP/32" -p tcp --dport 443 \
 	-j DNAT --to-destination "127.0.0.1:$APISERVER_PORT"
 iptables -t nat -I OUTPUT -m comment --comment "mesh-cni e2e cluster: kubernetes service" -j "$SVC_CHAIN"
+# Pods (the node agent) reach the API server at the bridge's address:
+# DNAT to loopback needs route_localnet (recorded and restored by down.sh).
+iptables -t nat -A "$SVC_CHAIN" -d "$POD_GATEWAY/32" -p tcp --dport 443 \
+	-j DNAT --to-destination "127.0.0.1:$APISERVER_PORT"
+iptables -t nat -I PREROUTING -i "$CNI_BRIDGE" -m comment --comment "mesh-cni e2e cluster: API server for pods" -j "$SVC_CHAIN"
+sysctl -qw net.ipv4.conf.all.route_localnet=1
 
 # ---------------------------------------------------------------- CNI
 log "primary CNI: Debian bridge + host-local in $PRIMARY_CONFLIST"

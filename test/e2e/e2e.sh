@@ -75,6 +75,10 @@ check "the real API server accepts deploy/ (kubectl apply --dry-run=server -k de
 
 step "install: kubectl apply -k deploy/ (image $orig_image = $INSTALL_IMAGE)"
 kubectl_ apply -k "$DEPLOY" >&2
+# This cluster has no kube-proxy and gives pods no default route: the node
+# agent in the DaemonSet pod reaches the API server at the bridge address
+# (test/cluster/up.sh DNATs it), the way a real cluster's service IP works.
+kubectl_ set env -n "$ds_ns" "ds/$ds_name" KUBERNETES_SERVICE_HOST="$POD_GATEWAY" KUBERNETES_SERVICE_PORT=443 >&2
 check "DaemonSet $ds_ns/$ds_name rolled out" \
 	kubectl_ rollout status -n "$ds_ns" "ds/$ds_name" --timeout=120s
 check "installer put mesh-cni in $CNI_BIN_DIR" wait_for "mesh-cni binary" 60 test -x "$CNI_BIN_DIR/mesh-cni"
@@ -175,6 +179,9 @@ check "an injected pod mesh-cni does not redirect fails istio-validation and nev
 kubectl_ delete pod -n default e2e-istio-init --wait=false >/dev/null 2>&1
 kubectl_ delete pod -n kube-system e2e-validation-fails --wait=false >/dev/null 2>&1
 
+# shellcheck source=agent.sh
+. "$E2E_DIR/agent.sh"
+
 step "pods that must not be meshed"
 test_pod kube-system e2e-excluded-ns yes
 test_pod default e2e-no-sidecar no
@@ -195,13 +202,16 @@ if [[ -s ${KCFG:-} ]]; then
 	if kk get secrets -A >/dev/null 2>&1; then bad "listing secrets is refused"; else ok "listing secrets is refused"; fi
 	if can create pods -n default; then bad "plug-in kubeconfig cannot create pods"; else ok "plug-in kubeconfig cannot create pods"; fi
 	# everything beyond what any service account may do (system:basic-user,
-	# system:discovery, ...): must be exactly "get pods"
+	# system:discovery, ...): must be exactly "get pods" for the plug-in's
+	# fallback and what the node agent sharing its service account needs
+	# (list/watch pods, create/patch events; docs/agent.md)
 	rules() { grep -v '^Resources' | awk '{$1=$1; print}' | sort; }
 	nobody=(--as=system:serviceaccount:"$ds_ns":e2e-nobody --as-group=system:serviceaccounts
 		--as-group=system:serviceaccounts:"$ds_ns" --as-group=system:authenticated)
 	extra=$(comm -13 <(kubectl_ auth can-i --list -n default "${nobody[@]}" | rules) <(kk auth can-i --list -n default | rules))
-	if [[ $extra == "pods [] [] [get]" ]]; then ok "plug-in kubeconfig grants exactly: get pods"
-	else bad "plug-in kubeconfig grants exactly get pods; it grants: $extra"; fi
+	want=$'events [] [] [create patch]\npods [] [] [get list watch]'
+	if [[ $extra == "$want" ]]; then ok "plug-in kubeconfig grants exactly: get/list/watch pods, create/patch events"
+	else bad "plug-in kubeconfig grants exactly get/list/watch pods, create/patch events; it grants: $extra"; fi
 else
 	bad "RBAC checks: no plug-in kubeconfig"
 fi
