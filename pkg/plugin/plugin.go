@@ -144,6 +144,16 @@ func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
 	}
 	start := time.Now()
 	tables := p.NewTables(args.Netns, pl.backend)
+	// Hold the netns lock across every family and the rollback (it nests,
+	// so Apply and Cleanup take it again): a failed ADD's rollback must not
+	// remove the rules a concurrent ADD of the same netns just programmed.
+	if l, ok := tables.(redirect.Locker); ok {
+		unlock, err := l.Lock()
+		if err != nil {
+			return cniErr(CodeProgramming, "programming redirect for pod %s: %v", inv.pod, err)
+		}
+		defer unlock()
+	}
 	var applied []redirect.Family
 	for _, rs := range pl.rulesets {
 		if err := redirect.Apply(tables, rs); err != nil {

@@ -54,9 +54,14 @@ type memTables struct{ restores int }
 func (m *memTables) Save(redirect.Family) (string, error)  { return "", nil }
 func (m *memTables) Restore(redirect.Family, string) error { m.restores++; return nil }
 
+// Interleaved: nothing else writes these tables, so a fresh restore needs
+// no read-back.
+func (m *memTables) Interleaved() bool { return false }
+
 func sidecarPod(annotations map[string]string) *pod.Pod {
 	return &pod.Pod{
-		Metadata: pod.Metadata{Namespace: "ns", Name: "p", Annotations: annotations},
+		Kind: "Pod", APIVersion: "v1",
+		Metadata: pod.Metadata{Namespace: "ns", Name: "p", UID: "u1", Annotations: annotations},
 		Spec:     pod.Spec{Containers: []pod.Container{{Name: "app"}, {Name: "istio-proxy"}}},
 	}
 }
@@ -82,7 +87,8 @@ func newRig(agent *fakeAgent, getter *countingGetter) *rig {
 
 func addArgs(extra, cniArgs string) *skel.CmdArgs {
 	return &skel.CmdArgs{
-		ContainerID: "c1", Netns: "/run/netns/x", IfName: "eth0", Args: cniArgs,
+		// The test's own netns: enterable, and memTables never touches it.
+		ContainerID: "c1", Netns: "/proc/self/ns/net", IfName: "eth0", Args: cniArgs,
 		StdinData: []byte(configtest.Conf("1.0.0", `,"kubeconfig":"/k","podLookupTimeout":"1s","prevResult":`+configtest.PrevResult("1.0.0")+extra)),
 	}
 }
