@@ -46,7 +46,9 @@ func NewChain(dir string, o ChainOptions) (*Chain, error) {
 	if o.Subnet == "" {
 		o.Subnet = "198.18.0.0/24"
 	}
-	mesh := map[string]any{"type": "mesh-cni"}
+	// No node agent unless a test brings one: the default socket may be a
+	// running local cluster's agent, which does not know the test's pods.
+	mesh := map[string]any{"type": "mesh-cni", "agentSocket": ""}
 	for k, v := range o.MeshConf {
 		mesh[k] = v
 	}
