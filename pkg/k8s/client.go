@@ -2,66 +2,135 @@ package k8s
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshcni/mesh-cni/pkg/pod"
 )
 
-// Client is a PodGetter over client-go's REST client. It registers no API
-// types beyond metav1's Status (for error answers) and decodes the pod's
-// JSON into pod.Pod: the generated clientset and k8s.io/api/core/v1 would
-// cost every plug-in exec megabytes and milliseconds of initialisation.
+// MaxBodyBytes bounds a pod answer: far above any pod the API server
+// stores (etcd's default request limit is 1.5 MiB), so a larger body is a
+// broken or hostile server, never a pod.
+const MaxBodyBytes = 4 << 20
+
+// Client is a PodGetter over net/http: one GET of one pod, with what a
+// kubeconfig says about the server and the credentials. It is not
+// client-go on purpose: the plug-in is a new process per CNI call, and
+// client-go's and apimachinery's package initialisation would be paid by
+// every call, including those that never read a pod.
 type Client struct {
-	rest rest.Interface
+	http  *http.Client
+	base  *url.URL
+	token string
 }
 
-// NewClient builds a client from a kubeconfig file. It makes no request.
+// NewClient builds a client from a kubeconfig file, reading every file it
+// names (so a broken kubeconfig fails here, before any request).
 func NewClient(kubeconfig string, perRequest time.Duration) (*Client, error) {
 	if kubeconfig == "" {
 		return nil, fmt.Errorf("config key kubeconfig is empty: the plug-in needs it to read pods")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	rc, err := loadKubeconfig(kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
-	scheme := runtime.NewScheme()
-	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
-	cfg.GroupVersion = &schema.GroupVersion{Version: "v1"}
-	cfg.APIPath = "/api"
-	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
-	cfg.ContentType = "application/json"
-	cfg.AcceptContentTypes = "application/json"
-	cfg.Timeout = perRequest
-	cfg.UserAgent = "mesh-cni"
-	// Retries are ours (GetPod); a process that sends one request has no use
-	// for the client's rate limiter.
-	cfg.QPS, cfg.Burst = 50, 50
-	rc, err := rest.RESTClientFor(cfg)
+	c, err := newClient(rc, perRequest)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
-	return &Client{rest: rc}, nil
+	return c, nil
 }
 
-// GetPod implements PodGetter. Error answers come back as API errors
-// (apierrors.IsNotFound and friends work on them). A 200 is decoded as it
-// comes; whether it is the pod asked for is GetPod's (the function's) check.
-func (c *Client) GetPod(ctx context.Context, namespace, name string) (*pod.Pod, error) {
-	raw, err := c.rest.Get().Namespace(namespace).Resource("pods").Name(name).Do(ctx).Raw()
+func newClient(rc *restConfig, perRequest time.Duration) (*Client, error) {
+	tlsConf, err := tlsConfig(rc)
 	if err != nil {
 		return nil, err
 	}
-	p, err := pod.Decode(raw)
+	proxy := http.ProxyFromEnvironment // as client-go does
+	if rc.Proxy != nil {
+		proxy = http.ProxyURL(rc.Proxy)
+	}
+	tr := &http.Transport{
+		Proxy:               proxy,
+		TLSClientConfig:     tlsConf,
+		TLSHandshakeTimeout: perRequest,
+		MaxIdleConnsPerHost: 1,
+	}
+	return &Client{
+		http:  &http.Client{Transport: tr, Timeout: perRequest},
+		base:  rc.Server,
+		token: rc.Token,
+	}, nil
+}
+
+func tlsConfig(rc *restConfig) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: rc.ServerName, InsecureSkipVerify: rc.Insecure}
+	if rc.CA != nil {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(rc.CA) {
+			return nil, errors.New("cluster certificate-authority holds no PEM certificate")
+		}
+		c.RootCAs = pool
+	}
+	if rc.HasClientCert {
+		cert, err := tls.X509KeyPair(rc.CertPEM, rc.KeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("user client-certificate/client-key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// GetPod implements PodGetter. A non-2xx answer is an *APIError; a 2xx is
+// decoded as it comes, and whether it is the pod asked for is the GetPod
+// function's check.
+func (c *Client) GetPod(ctx context.Context, namespace, name string) (*pod.Pod, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, podURL(c.base, namespace, name), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "mesh-cni")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer for pod %s/%s: %w", namespace, name, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, newAPIError(resp.StatusCode, resp.Header, body)
+	}
+	if len(body) > MaxBodyBytes {
+		return nil, fmt.Errorf("the answer for pod %s/%s exceeds %d bytes", namespace, name, MaxBodyBytes)
+	}
+	p, err := pod.Decode(body)
 	if err != nil {
 		return nil, fmt.Errorf("decoding pod %s/%s: %w", namespace, name, err)
 	}
 	return p, nil
+}
+
+// podURL is the pod's path under the server's (which may have a prefix of
+// its own, behind a proxy). The names are escaped as one segment each: a
+// name can never reach another path.
+func podURL(base *url.URL, namespace, name string) string {
+	u := *base
+	prefix, rawPrefix := strings.TrimSuffix(u.Path, "/"), strings.TrimSuffix(u.EscapedPath(), "/")
+	u.Path = prefix + "/api/v1/namespaces/" + namespace + "/pods/" + name
+	u.RawPath = rawPrefix + "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods/" + url.PathEscape(name)
+	return u.String()
 }

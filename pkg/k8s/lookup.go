@@ -9,12 +9,11 @@ import (
 	"math/rand/v2"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
 	"github.com/meshcni/mesh-cni/pkg/pod"
 )
 
-// PodGetter is one GET of one pod; the real one is a client-go client.
+// PodGetter is one GET of one pod; the real one is Client. Errors that
+// are HTTP answers are *APIError (classify reads them).
 // What it returns is checked against the pod asked for (pod.CheckIdentity)
 // by GetPod, whatever the source.
 type PodGetter interface {
@@ -66,28 +65,31 @@ func GetPod(ctx context.Context, g PodGetter, ref pod.Ref, r Retry, log *slog.Lo
 		if err == nil {
 			err = pod.CheckIdentity(p, ref)
 		}
-		switch {
-		case err == nil:
+		if err == nil {
 			return p, nil
-		case apierrors.IsNotFound(err):
+		}
+		switch classify(err) {
+		case notFound:
 			return nil, fmt.Errorf("pod %s does not exist in the Kubernetes API: %w", ref, err)
-		case final(err):
+		case final:
 			return nil, fmt.Errorf("reading pod %s: %w: %w", ref, ErrUnavailable, err)
 		}
 		log.Debug("pod lookup failed, will retry", "attempt", attempt, "error", err)
-		jittered := wait/2 + rand.N(wait/2+1)
+		pause := wait/2 + rand.N(wait/2+1)
+		if after := retryAfter(err); after > 0 {
+			// The server said when to ask again: earlier is pointless, and
+			// a wait past the budget is an answer now.
+			if deadline, _ := ctx.Deadline(); time.Until(deadline) <= after {
+				return nil, fmt.Errorf("reading pod %s: %w: the API server asks to retry after %s, past the %s budget, after %d attempts: %w",
+					ref, ErrUnavailable, after, r.Budget, attempt, err)
+			}
+			pause = max(pause, after)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("reading pod %s: %w after %d attempts in %s: %w", ref, ErrUnavailable, attempt, r.Budget, err)
-		case <-time.After(jittered):
+		case <-time.After(pause):
 		}
 		wait = min(2*wait, r.MaxBackoff)
 	}
-}
-
-// final errors will not change by asking again: the API answered, but not
-// with the pod (credentials refused, RBAC, a request it cannot parse).
-func final(err error) bool {
-	return apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) ||
-		apierrors.IsMethodNotSupported(err) || apierrors.IsNotAcceptable(err)
 }

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-
 	"github.com/meshcni/mesh-cni/pkg/pod"
 )
 
@@ -94,10 +91,9 @@ func repeatPod(p *pod.Pod, n int) []*pod.Pod {
 
 var quick = Retry{Budget: 300 * time.Millisecond, PerRequest: 50 * time.Millisecond, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
 var log = slog.New(slog.NewTextHandler(io.Discard, nil))
-var pods = schema.GroupResource{Resource: "pods"}
 
 func TestGetPod(t *testing.T) {
-	unavailable := apierrors.NewServiceUnavailable("down")
+	unavailable := &APIError{Code: 503, Reason: "ServiceUnavailable", Message: "down"}
 	cases := []struct {
 		name      string
 		errs      []error
@@ -107,8 +103,8 @@ func TestGetPod(t *testing.T) {
 	}{
 		{"first try", nil, func(n int) bool { return n == 1 }, "", false},
 		{"transient then ok", []error{unavailable, errors.New("connection refused")}, func(n int) bool { return n == 3 }, "", false},
-		{"404 is final and names the pod", []error{apierrors.NewNotFound(pods, "p")}, func(n int) bool { return n == 1 }, "pod ns/p does not exist", false},
-		{"403 is final", []error{apierrors.NewForbidden(pods, "p", errors.New("rbac"))}, func(n int) bool { return n == 1 }, "forbidden", true},
+		{"404 is final and names the pod", []error{&APIError{Code: 404, Reason: "NotFound", Message: `pods "p" not found`}}, func(n int) bool { return n == 1 }, "pod ns/p does not exist", false},
+		{"403 is final", []error{&APIError{Code: 403, Reason: "Forbidden", Message: `pods "p" is forbidden: rbac`}}, func(n int) bool { return n == 1 }, "is forbidden: rbac", true},
 		{"budget spent", repeat(unavailable, 10000), func(n int) bool { return n > 3 }, "after", true},
 	}
 	for _, c := range cases {
