@@ -17,8 +17,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshcni/mesh-cni/pkg/k8s"
 )
 
 // fakeAPI is a TLS API server that answers a pod GET only for the current
@@ -54,18 +55,13 @@ func (f *fakeAPI) caPEM() string {
 }
 
 // getPodWith uses the written kubeconfig exactly as the plug-in does:
-// clientcmd + client-go, a fresh process-like client each time.
+// pkg/k8s's client, a fresh process-like client each time.
 func getPodWith(kubeconfig string) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	c, err := k8s.NewClient(kubeconfig, 2*time.Second)
 	if err != nil {
 		return err
 	}
-	cfg.Timeout = 2 * time.Second
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	_, err = cs.CoreV1().Pods("ns").Get(context.Background(), "p", metav1.GetOptions{})
+	_, err = c.GetPod(context.Background(), "ns", "p")
 	return err
 }
 
