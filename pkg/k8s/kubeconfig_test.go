@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshcni/mesh-cni/pkg/installer"
 )
 
 // TestKubeconfigRefused: what the plug-in cannot honour or cannot tell
@@ -68,32 +72,54 @@ func TestKubeconfigContexts(t *testing.T) {
 }
 
 // TestInstallerKubeconfig: the kubeconfig install-cni writes (inline CA,
-// tokenFile) reads as it means. The literal is BuildKubeconfig's output.
+// tokenFile) reads as it means.
 func TestInstallerKubeconfig(t *testing.T) {
 	dir := t.TempDir()
 	tf := filepath.Join(dir, "mesh-cni-token")
 	_ = os.WriteFile(tf, []byte("sa-token"), 0o600)
-	kc := `# Written by mesh-cni install-cni
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: "https://10.96.0.1:443"
-    certificate-authority-data: "` + base64.StdEncoding.EncodeToString([]byte("PEM")) + `"
-users:
-- name: mesh-cni
-  user:
-    tokenFile: "` + tf + `"
-contexts:
-- name: mesh-cni
-  context:
-    cluster: local
-    user: mesh-cni
-current-context: mesh-cni
-`
+	kc := installerKubeconfig(tf, []byte("PEM"))
 	rc, err := parseKubeconfig([]byte(kc), dir, os.ReadFile)
 	if err != nil || rc.Server.String() != "https://10.96.0.1:443" || string(rc.CA) != "PEM" || rc.Token != "sa-token" || rc.Insecure {
 		t.Fatalf("%+v, %v", rc, err)
 	}
 }
+
+// FuzzKubeconfig: any file never panics the parser, and what it accepts
+// is an http(s) server with a host, with no credential plug-in silently
+// dropped and never both a file and its -data.
+func FuzzKubeconfig(f *testing.F) {
+	f.Add([]byte(installerKubeconfig("/t", []byte("PEM"))))
+	f.Add([]byte("apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: test\n  context: {cluster: test, user: mesh-cni}\ncurrent-context: test\nusers:\n- name: mesh-cni\n  user: {token: test-token}\n"))
+	f.Add([]byte("current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: 'https://h'}}]\nusers: [{name: u, user: {exec: {command: x}}}]"))
+	f.Add([]byte("current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\nclusters: [{name: c, cluster: {server: 'https://h/p', insecure-skip-tls-verify: true, proxy-url: 'socks5://p:1'}}]"))
+	read := func(name string) ([]byte, error) { return []byte("file:" + name), nil }
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rc, err := parseKubeconfig(data, "/d", read)
+		if err != nil {
+			return
+		}
+		if (rc.Server.Scheme != "https" && rc.Server.Scheme != "http") || rc.Server.Host == "" {
+			t.Fatalf("accepted server %v", rc.Server)
+		}
+		if rc.Insecure && rc.CA != nil {
+			t.Fatal("accepted insecure with a CA")
+		}
+		var kc kubeconfig
+		if yamlErr := parseAgain(data, &kc); yamlErr == nil {
+			if _, us, err := kc.current(); err == nil && refused(us) != nil {
+				t.Fatal("accepted a refused user field")
+			}
+		}
+	})
+}
+
+// installerKubeconfig is what install-cni writes.
+func installerKubeconfig(tokenFile string, ca []byte) string {
+	b, err := installer.BuildKubeconfig("https://10.96.0.1:443", ca, tokenFile)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func parseAgain(data []byte, kc *kubeconfig) error { return yaml.Unmarshal(data, kc) }
