@@ -9,8 +9,8 @@
 //	ADD      the real, static, stripped mesh-cni binary exec'd with
 //	         CNI_COMMAND=ADD for the seed's meshed productpage pod (one pod
 //	         GET from a local read-only pod server, one iptables-restore);
-//	floor    what no plug-in can avoid: one pod GET with a new client-go
-//	         client plus one exec of iptables-<backend>-restore --noflush of
+//	floor    what no plug-in can avoid: one pod GET with a new client
+//	         (pkg/k8s, the plug-in's) plus one exec of iptables-<backend>-restore --noflush of
 //	         the same rules (redirect.FreshScript) in the netns;
 //	nat      the floor's iptables-restore again, through pkg/nat.Netns as
 //	         the plug-in runs it (files-only NSS mount namespace): the
@@ -523,7 +523,7 @@ func programmed(log []byte) time.Duration {
 	return 0
 }
 
-// floor is one pod GET through a brand-new client-go client (what a fresh
+// floor is one pod GET through a brand-new pkg/k8s client (what a fresh
 // process has) and one iptables-restore --noflush of the same rules, exec'd
 // from a thread inside the fresh netns.
 func (e *env) floor(n *cnitest.Netns) (get, restore time.Duration, err error) {

@@ -55,7 +55,7 @@ func (r *results) rows() []row {
 	return []row{
 		{"meshed ADD (real binary)", r.add, "exec of mesh-cni: config, pod GET, iptables-restore"},
 		{"  of which programming", r.programming, "as the plug-in logs it: netns entry, NSS isolation, iptables-restore"},
-		{"floor: pod GET + restore", r.floor, "in-process client-go GET + one iptables-restore exec"},
+		{"floor: pod GET + restore", r.floor, "in-process pkg/k8s GET + one iptables-restore exec"},
 		{"  of which pod GET", r.get, "new client each time, no kept-alive connection"},
 		{"  of which iptables-restore", r.restore, "iptables-" + r.o.backend + "-restore --noflush"},
 		{"restore through pkg/nat", r.natRestore, "the floor's restore as the plug-in runs it: own thread, files-only NSS mount namespace"},
@@ -118,7 +118,7 @@ created and deleted outside the timed part:
 | step | what is timed |
 |---|---|
 | meshed ADD | wall clock of exec'ing the real ` + "`mesh-cni`" + ` binary (static, stripped, as ` + "`make build`" + ` builds it) with ` + "`CNI_COMMAND=ADD`" + ` for the seed's productpage pod (with ` + "`istio-proxy`" + ` and ` + "`excludeOutboundIPRanges: 192.168.0.1/32`" + `) and a prevResult for eth0 198.18.0.5/24: config parsing, one pod GET from a local read-only pod server, one ` + "`iptables-restore`" + ` in the pod netns |
-| floor | what any implementation has to do: one pod GET with a new client-go client (the server closes every connection, so no kept-alive reuse) plus one exec of ` + "`iptables-<backend>-restore --noflush`" + ` of the same rules (` + "`redirect.FreshScript`" + ` of the seed ruleset) from a thread inside the netns. It does not pay for starting a process for the GET |
+| floor | what any implementation has to do: one pod GET with a new client of the plug-in's own (pkg/k8s; the server closes every connection, so no kept-alive reuse) plus one exec of ` + "`iptables-<backend>-restore --noflush`" + ` of the same rules (` + "`redirect.FreshScript`" + ` of the seed ruleset) from a thread inside the netns. It does not pay for starting a process for the GET |
 | restore through pkg/nat | the floor's restore again, through ` + "`nat.Netns.Restore`" + ` as the plug-in runs it (a thread of its own in the netns and a private mount namespace with a files-only nsswitch.conf): the price of that isolation |
 | meshed ADD through the agent | the same exec with ` + "`agentSocket`" + ` set: the pod comes from an in-process node agent (` + "`pkg/agent`" + `, its cache listed once from the same pod), no API request (the pod server's counter must not move) |
 | static floor | what every exec'd chained plug-in pays: exec of ` + "`bench/floor`" + `, a minimal static Go program that reads its stdin, GETs the pod over a new connection, runs one ` + "`iptables-restore`" + ` in the netns and prints the prevResult |
