@@ -30,6 +30,8 @@ const (
 	pluginUser = "mesh-cni-plugin"
 	agentUser  = "mesh-cni-agent"
 	nodeName   = "node-a"
+	// noRoleUser is known to the API server but bound to no role.
+	noRoleUser = "mesh-cni-norole"
 )
 
 func TestMain(m *testing.M) {
@@ -60,7 +62,7 @@ func run(m *testing.M) int {
 	}
 	apiDir := filepath.Join(dir, "api")
 	_ = os.MkdirAll(apiDir, 0o700)
-	api, err = apitest.Start(apiDir, pluginUser, agentUser)
+	api, err = apitest.Start(apiDir, pluginUser, agentUser, noRoleUser)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
