@@ -22,8 +22,8 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	s := fmt.Sprintf("the API server answered %d %s", e.Code, http.StatusText(e.Code))
-	if e.Reason != "" {
-		s += " (" + e.Reason + ")"
+	if e.Reason != "" && e.Reason != strings.ReplaceAll(http.StatusText(e.Code), " ", "") {
+		s += " (" + e.Reason + ")" // a reason the status line does not already say
 	}
 	if e.Message != "" {
 		s += ": " + e.Message
