@@ -112,7 +112,7 @@ func run(ctx context.Context, cfg installer.Config, acfg agent.Config) error {
 
 // newPluginToken builds the refresher of the plug-in's own token: its
 // service account in the DaemonSet's namespace, each token bound to this
-// pod when the downward API says which it is.
+// node (NODE_NAME) when it is known.
 func newPluginToken(cfg installer.Config, acfg agent.Config, rc *rest.Config, reg *prometheus.Registry) (*plugintoken.Refresher, error) {
 	core, err := typedcorev1.NewForConfig(rc)
 	if err != nil {
@@ -121,8 +121,6 @@ func newPluginToken(cfg installer.Config, acfg agent.Config, rc *rest.Config, re
 	ns := cfg.InstallerNamespace
 	pcfg := plugintoken.Config{Namespace: ns, ServiceAccount: acfg.PluginServiceAccount, Expiry: acfg.PluginTokenExpiry,
 		Logger: cfg.Logger, Registry: reg}
-	if cfg.PodName != "" {
-		pcfg.BoundPod = plugintoken.BoundPod{Name: cfg.PodName, UID: cfg.PodUID}
-	}
+	pcfg.BoundNode = acfg.NodeName
 	return plugintoken.New(pcfg, core.ServiceAccounts(ns))
 }

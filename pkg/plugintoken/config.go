@@ -1,6 +1,6 @@
 // Package plugintoken gives the CNI plug-in an identity of its own: it mints
 // a short-lived token for the plug-in's service account with the
-// TokenRequest API (bound to the DaemonSet pod, so it dies with it), keeps
+// TokenRequest API (bound to the node's Node object), keeps
 // it in memory and refreshes it well before it expires. install-cni's file
 // work (pkg/installer) writes the token where the plug-in's kubeconfig
 // points. See docs/installer.md.
@@ -25,9 +25,12 @@ type Config struct {
 	Namespace      string        // the service account's namespace (the DaemonSet's)
 	ServiceAccount string        // the plug-in's service account
 	Expiry         time.Duration // requested lifetime; the API server may shorten it
-	// BoundPod, when its Name is set, binds each token to that pod (the
-	// DaemonSet pod): the API server stops accepting it once the pod is gone.
-	BoundPod BoundPod
+	// BoundNode, when set, binds each token to that Node object (the
+	// DaemonSet pod's node): the API server stops accepting it once the node
+	// is deleted, and records the node with every request the plug-in makes.
+	// (Binding to the DaemonSet pod is refused by the API server: the pod
+	// runs as another service account.)
+	BoundNode string
 	// RefreshFraction of a token's lifetime after which a new one is asked
 	// for (0.8: at 48 min of a 1 h token).
 	RefreshFraction float64
@@ -38,11 +41,6 @@ type Config struct {
 	Clock    clock.Clock // nil: the real clock
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // nil: metrics not exported
-}
-
-// BoundPod is the pod a token is bound to.
-type BoundPod struct {
-	Name, UID string
 }
 
 // Defaults fills what is unset.
@@ -83,8 +81,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("plugintoken: RefreshFraction %v must be between 0 and 1", c.RefreshFraction)
 	case c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("plugintoken: backoff %s..%s is not a positive range", c.MinBackoff, c.MaxBackoff)
-	case c.BoundPod.Name != "" && c.BoundPod.UID == "":
-		return errors.New("plugintoken: BoundPod.UID is empty ($POD_UID): a token bound by name alone would outlive a recreated pod")
 	}
 	return nil
 }

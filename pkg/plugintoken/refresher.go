@@ -11,7 +11,6 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // Requester is the TokenRequest call: client-go's
@@ -127,9 +126,9 @@ func (r *Refresher) refresh(ctx context.Context) error {
 		// presents its token to.
 		ExpirationSeconds: &secs,
 	}}
-	if r.cfg.BoundPod.Name != "" {
-		tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{
-			Kind: "Pod", APIVersion: "v1", Name: r.cfg.BoundPod.Name, UID: types.UID(r.cfg.BoundPod.UID)}
+	if r.cfg.BoundNode != "" {
+		// No UID: the API server binds to the Node it holds under that name.
+		tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: r.cfg.BoundNode}
 	}
 	issued := r.cfg.Clock.Now()
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
@@ -155,7 +154,7 @@ func (r *Refresher) refresh(ctx context.Context) error {
 	r.m.expiry.Set(float64(expires.Unix()))
 	r.m.valid.Set(1)
 	r.log.Info("plug-in token obtained", "first", first, "expires", expires.UTC().Format(time.RFC3339),
-		"nextRefresh", refreshAt(issued, expires, r.cfg.RefreshFraction).UTC().Format(time.RFC3339), "boundPod", r.cfg.BoundPod.Name)
+		"nextRefresh", refreshAt(issued, expires, r.cfg.RefreshFraction).UTC().Format(time.RFC3339), "boundNode", r.cfg.BoundNode)
 	r.notify()
 	return nil
 }
@@ -169,7 +168,7 @@ func (r *Refresher) logFailure(err error, failures int, next time.Time) {
 		msg = "TokenRequest forbidden: the DaemonSet's service account may not mint the plug-in's token " +
 			"(deploy/role-plugin-token.yaml: create on serviceaccounts/token for " + r.cfg.ServiceAccount + "); retrying"
 	case apierrors.IsNotFound(err):
-		msg = "TokenRequest: service account or bound pod not found (deploy/serviceaccount-plugin.yaml); retrying"
+		msg = "TokenRequest: service account or bound node not found (deploy/serviceaccount-plugin.yaml); retrying"
 	}
 	if !expires.IsZero() && r.cfg.Clock.Now().Before(expires) {
 		msg += "; keeping the previous token until it expires"

@@ -71,7 +71,7 @@ func start(t *testing.T, answer func(n int) error) *rig {
 	g := &rig{t: t, clock: fc, api: &scripted{clock: fc, answer: answer}, reg: prometheus.NewRegistry(), logs: &syncBuf{}}
 	var err error
 	g.r, err = New(Config{Namespace: "mesh-cni-system", ServiceAccount: "mesh-cni-plugin", Expiry: time.Hour,
-		BoundPod: BoundPod{Name: "mesh-cni-node-x", UID: "uid-x"}, Clock: fc, Registry: g.reg,
+		BoundNode: "node-x", Clock: fc, Registry: g.reg,
 		Logger: slog.New(slog.NewJSONHandler(g.logs, nil))}, g.api)
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +133,8 @@ func TestRefreshAtEightyPercent(t *testing.T) {
 	if g.api.names[0] != "mesh-cni-plugin" || *req.Spec.ExpirationSeconds != 3600 || len(req.Spec.Audiences) != 0 {
 		t.Errorf("request %s %+v: want mesh-cni-plugin, 3600s, the API server's audience", g.api.names[0], req.Spec)
 	}
-	if b := req.Spec.BoundObjectRef; b == nil || b.Kind != "Pod" || b.APIVersion != "v1" || b.Name != "mesh-cni-node-x" || b.UID != "uid-x" {
-		t.Errorf("bound object %+v, want the DaemonSet pod", b)
+	if b := req.Spec.BoundObjectRef; b == nil || b.Kind != "Node" || b.APIVersion != "v1" || b.Name != "node-x" || b.UID != "" {
+		t.Errorf("bound object %+v, want the node by name", b)
 	}
 	g.step(48*time.Minute - time.Second)
 	if g.api.calls() != 1 || g.token() != "tok-1" {
@@ -252,7 +252,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.ServiceAccount = "" }, "ServiceAccount"},
 		{func(c *Config) { c.Expiry = 5 * time.Minute }, "Expiry"},
 		{func(c *Config) { c.RefreshFraction = 1 }, "RefreshFraction"},
-		{func(c *Config) { c.BoundPod = BoundPod{Name: "p"} }, "BoundPod.UID"},
+		{func(c *Config) { c.MaxBackoff = time.Millisecond }, "backoff"},
 	} {
 		cfg := ok
 		c.edit(&cfg)
