@@ -62,6 +62,7 @@ type Installer struct {
 	waiting     bool
 	drifts      []time.Time
 	lastWarn    time.Time
+	tokenWait   string // the plug-in token problem last logged ("" = none)
 
 	ready     atomic.Bool
 	notReady  atomic.Value // string: why not ready

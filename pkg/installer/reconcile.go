@@ -32,8 +32,20 @@ func (in *Installer) reconcile(trigger string) time.Duration {
 	if err := in.ensureBinary(); err != nil {
 		fail("plug-in binary", err)
 	}
-	if err := in.ensureKubeconfig(); err != nil {
+	var tokenErr *pluginTokenError
+	switch err := in.ensureKubeconfig(); {
+	case errors.As(err, &tokenErr):
+		// No retry timer: the token source wakes us when it has a token
+		// (and logs its own attempts). Logged once per distinct problem.
+		problems = append(problems, "kubeconfig: "+err.Error())
+		if in.tokenWait != err.Error() {
+			in.tokenWait = err.Error()
+			in.log.Error("no valid plug-in token: the kubeconfig is not in place; waiting for the token source", "err", err, "trigger", trigger)
+		}
+	case err != nil:
 		fail("kubeconfig", err)
+	default:
+		in.tokenWait = ""
 	}
 	ok, settle, err := in.ensureConflist(trigger)
 	switch {
@@ -178,7 +190,7 @@ func (in *Installer) ensureKubeconfig() error {
 		// Without a valid token the file keeps the last one written: it is
 		// either still valid or refused by the API server anyway.
 		if token, err = in.cfg.PluginToken.Token(); err != nil {
-			return fmt.Errorf("plug-in token: %w", err)
+			return &pluginTokenError{err}
 		}
 	}
 	if !upToDate(in.tokenPath, token, 0o600) {
@@ -208,6 +220,12 @@ func (in *Installer) ensureKubeconfig() error {
 	}
 	return nil
 }
+
+// pluginTokenError is the token source having no valid token.
+type pluginTokenError struct{ err error }
+
+func (e *pluginTokenError) Error() string { return "plug-in token: " + e.err.Error() }
+func (e *pluginTokenError) Unwrap() error { return e.err }
 
 func upToDate(path string, data []byte, mode os.FileMode) bool {
 	st, err := os.Stat(path)
