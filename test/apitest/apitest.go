@@ -274,7 +274,9 @@ type StatusError struct {
 	Body         string
 }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("%s %s: %d: %s", e.Method, e.Path, e.Code, e.Body) }
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: %d: %s", e.Method, e.Path, e.Code, e.Body)
+}
 
 // Code is the HTTP status of err (0: not an answer of the API server).
 func Code(err error) int {
