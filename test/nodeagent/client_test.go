@@ -19,7 +19,8 @@ import (
 
 // TestPluginClientAgainstAPIServer: the plug-in's own pod GET (pkg/k8s,
 // not client-go) against a real kube-apiserver, its serving certificate
-// verified with the CA it generated: the pod as served passes the identity
+// verified with the CA it generated (a file named relative to the
+// kubeconfig): the pod as served passes the identity
 // check; the server's real 404, 401 and RBAC 403 answers are classified as
 // the lookup promises, with the server's message kept; and the audit log
 // holds each GET under the identity and User-Agent the plug-in sends.
@@ -28,12 +29,19 @@ func TestPluginClientAgainstAPIServer(t *testing.T) {
 	uid := createPod(t, "lean-get", nodeName, nil)
 	defer deletePod(t, "lean-get")
 	dir := t.TempDir()
+	ca, err := api.ServingCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	kubeconfig := func(user, token string) string {
 		kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: real
-  cluster: {server: %q, certificate-authority: %q}
+  cluster: {server: %q, certificate-authority: ca.crt}
 users:
 - name: u
   user: {tokenFile: token-%s}
@@ -41,7 +49,7 @@ contexts:
 - name: real
   context: {cluster: real, user: u}
 current-context: real
-`, api.URL, filepath.Join(api.Dir, "certs", "apiserver.crt"), user)
+`, api.URL, user)
 		if err := os.WriteFile(filepath.Join(dir, "token-"+user), []byte(token+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
