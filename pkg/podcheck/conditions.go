@@ -15,6 +15,10 @@ type Condition struct {
 	Detail    string `json:"detail"`
 }
 
+// NotEvaluated starts the detail of a condition that could not be
+// evaluated because an earlier one failed.
+const NotEvaluated = "not evaluated"
+
 // Evaluate applies every condition to the pod, not only up to the first
 // that fails, and returns each with its outcome and the verdict Check gives
 // (the verdict is Check's own, so the two cannot disagree). Conditions that
@@ -60,7 +64,7 @@ func Evaluate(p *pod.Pod, cfg Config) ([]Condition, Verdict) {
 	const listening = "the proxy listens on the capture ports"
 	switch {
 	case !hasProxy:
-		add(listening, false, "not evaluated: no "+ProxyContainer+" container")
+		add(listening, false, NotEvaluated+": no "+ProxyContainer+" container")
 	default:
 		if v, notProxied := noListeners(p, proxy); notProxied {
 			add(listening, false, v.Reason)
