@@ -1,8 +1,6 @@
 package explain
 
 import (
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,7 +36,7 @@ func Command(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mesh-cni explain: -f: %v\n", err)
 		return ExitUsage
 	}
-	cfg, err := LoadConfig(*cfgPath)
+	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "mesh-cni explain: --config %s: %v\n", *cfgPath, err)
 		return ExitUsage
@@ -78,48 +76,3 @@ func readInput(path string, stdin io.Reader) ([]byte, error) {
 
 // maxInput bounds stdin; a file is read whole.
 const maxInput = 64 << 20
-
-// defaultEntry is a mesh-cni entry with nothing configured.
-const defaultEntry = `{"cniVersion":"1.0.0","name":"explain","type":"mesh-cni"}`
-
-// LoadConfig reads a conflist's mesh-cni entry, or a bare entry, through
-// the plug-in's own parser; "" is the defaults.
-func LoadConfig(path string) (*config.Config, error) {
-	if path == "" {
-		return config.Parse([]byte(defaultEntry))
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	entry, err := meshEntry(b)
-	if err != nil {
-		return nil, err
-	}
-	return config.Parse(entry)
-}
-
-// meshEntry picks the mesh-cni entry of a conflist, giving it the list's
-// cniVersion and name as libcni does; a bare entry is returned as is.
-func meshEntry(b []byte) ([]byte, error) {
-	var list struct {
-		CNIVersion string                       `json:"cniVersion"`
-		Name       string                       `json:"name"`
-		Plugins    []map[string]json.RawMessage `json:"plugins"`
-	}
-	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, fmt.Errorf("not JSON: %w", err)
-	}
-	if list.Plugins == nil {
-		return b, nil
-	}
-	for _, p := range list.Plugins {
-		var typ string
-		if json.Unmarshal(p["type"], &typ) == nil && typ == "mesh-cni" {
-			p["cniVersion"], _ = json.Marshal(list.CNIVersion)
-			p["name"], _ = json.Marshal(list.Name)
-			return json.Marshal(p)
-		}
-	}
-	return nil, errors.New("plugins: no entry of type mesh-cni")
-}

@@ -3,6 +3,8 @@ package explain
 import (
 	"os"
 	"testing"
+
+	"github.com/meshcni/mesh-cni/pkg/config"
 )
 
 // FuzzExplain: whatever the manifest holds, explain never panics, every
@@ -18,7 +20,7 @@ func FuzzExplain(f *testing.F) {
 	}
 	f.Add([]byte(`{"kind":"List","items":[{"kind":"Pod","spec":{"containers":null}}]}`))
 	f.Add([]byte("---\n---\nkind: CronJob\nspec: {jobTemplate: 3}\n"))
-	cfg, err := LoadConfig("")
+	cfg, err := config.Load("")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -46,6 +46,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
 	if !inv.isK8s {
 		return nil
 	}
+	forgetSandbox(inv, args)
 	if v, decided := podcheck.PreLookup(inv.pod.Namespace, inv.pod.Name, inv.cfg.Pods); decided {
 		inv.log.Debug("nothing to remove", "reason", v.Reason)
 		return nil
