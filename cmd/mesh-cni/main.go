@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/meshcni/mesh-cni/pkg/explain"
+	"github.com/meshcni/mesh-cni/pkg/inspect"
 	"github.com/meshcni/mesh-cni/pkg/plugin"
 )
 
@@ -21,6 +22,8 @@ func main() {
 		switch os.Args[1] {
 		case "explain":
 			os.Exit(explain.Command(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		case "inspect":
+			os.Exit(inspect.Command(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	p := &plugin.Plugin{Deps: plugin.Real()}
