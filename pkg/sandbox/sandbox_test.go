@@ -77,3 +77,15 @@ func TestMissingDir(t *testing.T) {
 		t.Fatalf("List of a missing dir = %v, %v", entries, err)
 	}
 }
+
+// BenchmarkWrite is what recording a sandbox adds to every ADD (tmpfs on
+// a node: /var/run).
+func BenchmarkWrite(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "sandboxes")
+	r := rec("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "productpage-v1-7c8d9f6b5-x2k4q", time.Now())
+	for b.Loop() {
+		if err := Write(dir, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
