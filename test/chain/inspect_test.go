@@ -191,3 +191,25 @@ func isNum(s string) bool {
 	}
 	return s != ""
 }
+
+// TestSubcommandsOnlyWithoutCNICommand: with CNI_COMMAND set the binary is
+// the plug-in whatever argv says (a runtime's argv is not ours to read), and
+// stdout carries the CNI answer alone.
+func TestSubcommandsOnlyWithoutCNICommand(t *testing.T) {
+	for _, sub := range []string{"explain", "inspect"} {
+		cmd := exec.Command(filepath.Join(binDir, "mesh-cni"), sub, "-f", "/nonexistent")
+		cmd.Env = []string{"CNI_COMMAND=VERSION", "PATH=" + os.Getenv("PATH")}
+		cmd.Stdin = strings.NewReader(`{"cniVersion":"1.0.0"}`)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s with CNI_COMMAND=VERSION: %v", sub, err)
+		}
+		if !strings.HasPrefix(string(out), `{"cniVersion":`) || !strings.Contains(string(out), "supportedVersions") {
+			t.Fatalf("%s with CNI_COMMAND=VERSION printed %q, want the plug-in's VERSION answer", sub, out)
+		}
+	}
+	out, err := exec.Command(filepath.Join(binDir, "mesh-cni"), "explain", "-f", "../../pkg/explain/testdata/seed-pod.yaml").Output()
+	if err != nil || !strings.Contains(string(out), "verdict: redirected") {
+		t.Fatalf("explain without CNI_COMMAND: %v\n%s", err, out)
+	}
+}
