@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/meshcni/mesh-cni/pkg/explain"
@@ -69,7 +72,9 @@ func inspectCmd(args []string, stdout, stderr io.Writer, newKubectl NewKubectl) 
 		fmt.Fprintln(stderr, usage)
 		return ExitUsage
 	}
-	ctx := context.Background()
+	// Interrupted, the inspector pod is still deleted (Run's defer).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	k := newKubectl(*kubeconfig, *kctx)
 	spec := Spec{Namespace: *insNS, Node: *node, Image: *image, Args: []string{"--all", "-o", *out}}
 	if !*all {

@@ -115,3 +115,28 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+// stuckKubectl is a cluster where the inspector cannot start.
+type stuckKubectl struct{ fakeKubectl }
+
+func (f *stuckKubectl) Run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+	if args[0] == "get" && args[1] == "pod" && strings.Contains(args[len(args)-1], "status.phase") {
+		f.calls = append(f.calls, args)
+		return []byte("Pending\t\tCreateContainerError\tpath \"/\" is mounted on \"/\" but it is not a shared or slave mount"), nil
+	}
+	return f.fakeKubectl.Run(ctx, stdin, args...)
+}
+
+// An inspector that cannot start fails at once with the kubelet's reason,
+// and is deleted.
+func TestInspectorCannotStart(t *testing.T) {
+	f := &stuckKubectl{fakeKubectl{podFound: true}}
+	var out, errb bytes.Buffer
+	code := Command([]string{"inspect", "productpage", "--timeout", "1h"}, nil, &out, &errb, func(string, string) Kubectl { return f })
+	if code != ExitFailed || !strings.Contains(errb.String(), "CreateContainerError") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	if last := f.calls[len(f.calls)-1]; last[0] != "delete" {
+		t.Fatalf("inspector pod not deleted; last call %q", last)
+	}
+}

@@ -71,12 +71,10 @@ func Manifest(s Spec) ([]byte, error) {
 					"readOnlyRootFilesystem":   &t,
 					"capabilities":             map[string]any{"drop": []string{"ALL"}, "add": caps},
 				},
-				"volumeMounts": []map[string]any{{
-					"name": "host", "mountPath": HostRoot, "readOnly": true,
-					// Netns bind mounts made after the inspector started stay visible.
-					"mountPropagation": "HostToContainer",
-				}},
-				"resources": map[string]any{"limits": map[string]string{"cpu": "200m", "memory": "64Mi"}},
+				// No mount propagation: the node's / need not be a shared
+				// mount, and the inspector starts after the pod's netns exists.
+				"volumeMounts": []map[string]any{{"name": "host", "mountPath": HostRoot, "readOnly": true}},
+				"resources":    map[string]any{"limits": map[string]string{"cpu": "200m", "memory": "64Mi"}},
 			}},
 			"volumes": []map[string]any{{"name": "host", "hostPath": map[string]string{"path": "/", "type": "Directory"}}},
 		},

@@ -53,6 +53,12 @@ type Outcome struct {
 	Exit   int
 }
 
+// stuck are the waiting reasons that do not resolve by waiting.
+var stuck = map[string]bool{
+	"CreateContainerError": true, "CreateContainerConfigError": true, "InvalidImageName": true,
+	"ErrImagePull": true, "ImagePullBackOff": true, "ErrImageNeverPull": true, "RunContainerError": true,
+}
+
 // Run creates the inspector pod, waits for it to end, collects its output
 // and exit code, and deletes it whatever happened.
 func Run(ctx context.Context, k Kubectl, s Spec, timeout time.Duration) (Outcome, error) {
@@ -74,12 +80,12 @@ func Run(ctx context.Context, k Kubectl, s Spec, timeout time.Duration) (Outcome
 	var phase, waiting string
 	for {
 		st, err := k.Run(ctx, nil, "get", "pod", "-n", s.Namespace, name, "-o",
-			`jsonpath={.status.phase}{"\t"}{.status.containerStatuses[0].state.terminated.exitCode}{"\t"}{.status.containerStatuses[0].state.waiting.reason}`)
+			`jsonpath={.status.phase}{"\t"}{.status.containerStatuses[0].state.terminated.exitCode}{"\t"}{.status.containerStatuses[0].state.waiting.reason}{"\t"}{.status.containerStatuses[0].state.waiting.message}`)
 		if err != nil {
 			return Outcome{}, err
 		}
-		f := strings.Split(string(st), "\t")
-		for len(f) < 3 {
+		f := strings.SplitN(string(st), "\t", 4)
+		for len(f) < 4 {
 			f = append(f, "")
 		}
 		phase, waiting = f[0], f[2]
@@ -93,6 +99,9 @@ func Run(ctx context.Context, k Kubectl, s Spec, timeout time.Duration) (Outcome
 				return Outcome{}, err
 			}
 			return Outcome{Output: logs, Exit: code}, nil
+		}
+		if stuck[waiting] {
+			return Outcome{}, fmt.Errorf("inspector pod %s/%s on node %s cannot start: %s: %s", s.Namespace, name, s.Node, waiting, f[3])
 		}
 		if time.Now().After(deadline) {
 			return Outcome{}, fmt.Errorf("inspector pod %s/%s on node %s did not finish within %s (phase %q %s)", s.Namespace, name, s.Node, timeout, phase, waiting)
