@@ -101,9 +101,19 @@ func reorder(args []string) []string {
 	return append(flags, pos...)
 }
 
+// nodePath is where the node's tools are, when the environment names none
+// (an image without a shell sets no PATH, and exec looks the tools up in
+// this process's PATH).
+const nodePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 func enterRoot(root string) error {
 	if err := unix.Chroot(root); err != nil {
 		return err
+	}
+	if os.Getenv("PATH") == "" {
+		if err := os.Setenv("PATH", nodePath); err != nil {
+			return err
+		}
 	}
 	return os.Chdir("/")
 }

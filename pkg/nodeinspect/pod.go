@@ -64,6 +64,8 @@ func Manifest(s Spec) ([]byte, error) {
 				"image":           s.Image,
 				"imagePullPolicy": "IfNotPresent",
 				"command":         append([]string{BinaryPath, "inspect", "--root", HostRoot}, s.Args...),
+				// The node's tools, after the chroot (the image sets no PATH).
+				"env": []map[string]string{{"name": "PATH", "value": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
 				"securityContext": map[string]any{
 					"runAsUser":                &root,
 					"privileged":               &f,
