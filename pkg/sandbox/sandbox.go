@@ -24,11 +24,13 @@ const maxRecord = 64 << 10
 type Record struct {
 	Version     int    `json:"v"`
 	ContainerID string `json:"containerID"`
-	Netns       string `json:"netns"`
-	IfName      string `json:"ifName,omitempty"`
-	Namespace   string `json:"namespace"`
-	Name        string `json:"name"`
-	UID         string `json:"uid,omitempty"`
+	// Network is the conflist's name: GC of one network prunes its own.
+	Network   string `json:"network,omitempty"`
+	Netns     string `json:"netns"`
+	IfName    string `json:"ifName,omitempty"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid,omitempty"`
 	// Families are the address families ADD programmed (4, 6).
 	Families []int `json:"families"`
 	// Decision and Reason are ADD's (agentapi's Decision values).
