@@ -77,19 +77,15 @@ func TestDeployManifests(t *testing.T) {
 	if ns.Name != "mesh-cni-system" || sa.Namespace != ns.Name || ds.Namespace != ns.Name || cm.Namespace != ns.Name {
 		t.Error("objects are not all in mesh-cni-system")
 	}
-	// Exactly: pods get (plug-in fallback), list/watch (agent cache);
-	// events create/patch (agent Events). Nothing more.
-	var grants []string
-	for _, r := range role.Rules {
-		grants = append(grants, fmt.Sprintf("%s|%s|%s|%d", strings.Join(r.APIGroups, ","), strings.Join(r.Resources, ","),
-			strings.Join(r.Verbs, ","), len(r.ResourceNames)))
-	}
-	if got := strings.Join(grants, " "); got != "|pods|get,list,watch|0 |events|create,patch|0" {
-		t.Errorf("ClusterRole is not exactly get/list/watch pods and create/patch events: %s", got)
+	// The DaemonSet, exactly: pods list/watch (agent cache), events
+	// create/patch (agent Events). Nothing more: no pods get.
+	if got := grants(role.Rules); got != "|pods|list,watch| |events|create,patch|" {
+		t.Errorf("ClusterRole %s is not exactly list/watch pods and create/patch events: %s", role.Name, got)
 	}
 	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != ns.Name {
 		t.Errorf("ClusterRoleBinding does not bind %s to %s: %+v", sa.Name, role.Name, binding)
 	}
+	checkPluginIdentity(t, ns.Name, sa.Name)
 
 	spec := ds.Spec.Template.Spec
 	if ds.Name+"-" != cm.Data["INSTALLER_POD_PREFIX"] {
@@ -270,5 +266,59 @@ func TestDocsListEveryFlag(t *testing.T) {
 		if f.Default != "" && !strings.Contains(doc, row+" `"+f.Default+"` |") {
 			t.Errorf("docs/installer.md: default of --%s is not %q", f.Name, f.Default)
 		}
+	}
+}
+
+func grants(rules []rbacv1.PolicyRule) string {
+	var g []string
+	for _, r := range rules {
+		g = append(g, fmt.Sprintf("%s|%s|%s|%s", strings.Join(r.APIGroups, ","), strings.Join(r.Resources, ","),
+			strings.Join(r.Verbs, ","), strings.Join(r.ResourceNames, ",")))
+	}
+	return strings.Join(g, " ")
+}
+
+// checkPluginIdentity: the plug-in's own service account may get pods and
+// nothing else; the DaemonSet's (dsSA) may mint its token and no other.
+func checkPluginIdentity(t *testing.T, ns, dsSA string) {
+	t.Helper()
+	var sa corev1.ServiceAccount
+	load(t, "serviceaccount-plugin.yaml", &sa)
+	var role rbacv1.ClusterRole
+	load(t, "clusterrole-plugin.yaml", &role)
+	var binding rbacv1.ClusterRoleBinding
+	load(t, "clusterrolebinding-plugin.yaml", &binding)
+	var mint rbacv1.Role
+	load(t, "role-plugin-token.yaml", &mint)
+	var mintBinding rbacv1.RoleBinding
+	load(t, "rolebinding-plugin-token.yaml", &mintBinding)
+	var ds appsv1.DaemonSet
+	load(t, "daemonset.yaml", &ds)
+
+	if sa.Namespace != ns || sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+		t.Errorf("plug-in service account %s/%s must not have its token mounted anywhere", sa.Namespace, sa.Name)
+	}
+	if got := grants(role.Rules); got != "|pods|get|" {
+		t.Errorf("ClusterRole %s is not exactly get pods: %s", role.Name, got)
+	}
+	if b := binding; b.RoleRef.Name != role.Name || len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" ||
+		b.Subjects[0].Name != sa.Name || b.Subjects[0].Namespace != ns {
+		t.Errorf("ClusterRoleBinding %s does not bind %s alone to %s: %+v", b.Name, sa.Name, role.Name, b)
+	}
+	if got := grants(mint.Rules); mint.Namespace != ns || got != "|serviceaccounts/token|create|"+sa.Name {
+		t.Errorf("Role %s/%s is not exactly create serviceaccounts/token for %s: %s", mint.Namespace, mint.Name, sa.Name, got)
+	}
+	if b := mintBinding; b.Namespace != ns || b.RoleRef.Kind != "Role" || b.RoleRef.Name != mint.Name || len(b.Subjects) != 1 ||
+		b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != dsSA || b.Subjects[0].Namespace != ns {
+		t.Errorf("RoleBinding %s does not bind %s alone to %s: %+v", b.Name, dsSA, mint.Name, b)
+	}
+	found := false
+	for _, e := range ds.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "PLUGIN_SERVICE_ACCOUNT" {
+			found = e.Value == sa.Name
+		}
+	}
+	if !found {
+		t.Errorf("the DaemonSet does not set PLUGIN_SERVICE_ACCOUNT=%s", sa.Name)
 	}
 }

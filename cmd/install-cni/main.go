@@ -2,7 +2,8 @@
 // plug-in on the node, keeps it chained into the primary CNI configuration
 // and removes it on SIGTERM (pkg/installer, docs/installer.md), and runs the
 // node agent the plug-in asks for pods and reports its decisions to
-// (pkg/agent, docs/agent.md).
+// (pkg/agent, docs/agent.md), and mints the plug-in's own short-lived token
+// (pkg/plugintoken).
 package main
 
 import (
@@ -17,8 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+
 	"github.com/meshcni/mesh-cni/pkg/agent"
 	"github.com/meshcni/mesh-cni/pkg/installer"
+	"github.com/meshcni/mesh-cni/pkg/plugintoken"
 )
 
 func main() {
@@ -43,8 +48,9 @@ func main() {
 	}
 }
 
-// run shares one logger and one metrics registry between the installer and
-// the agent; the agent's decision lines go to stdout.
+// run shares one logger and one metrics registry between the installer,
+// the plug-in token refresher and the agent; the agent's decision lines go
+// to stdout.
 func run(ctx context.Context, cfg installer.Config, acfg agent.Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -54,31 +60,67 @@ func run(ctx context.Context, cfg installer.Config, acfg agent.Config) error {
 	if acfg.NodeName == "" {
 		acfg.NodeName = cfg.NodeName
 	}
-	if acfg.Socket == "" {
+	if acfg.Socket == "" && acfg.PluginServiceAccount == "" {
 		return installer.Run(ctx, cfg)
 	}
 	rc, err := agent.RESTConfig(acfg.Kubeconfig)
 	if err != nil && acfg.Kubeconfig == "" {
-		// Outside a cluster without --kubeconfig there is nobody to watch:
-		// the plug-in is told so and reads pods itself, as without an agent.
-		cfg.Logger.Warn("node agent off: no in-cluster identity and no --kubeconfig; the plug-in reads pods from the API", "error", err.Error())
+		// Outside a cluster without --kubeconfig there is nobody to watch
+		// and nobody to mint a token: the plug-in is told so, reads pods
+		// itself and uses the copied service account token, as without an
+		// agent.
+		cfg.Logger.Warn("node agent and plug-in token off: no in-cluster identity and no --kubeconfig; "+
+			"the plug-in reads pods from the API with a copy of this pod's service account token", "error", err.Error())
 		cfg.AgentSocket = ""
 		return installer.Run(ctx, cfg)
 	}
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(acfg, rc)
-	if err != nil {
-		return err
+	// Background parts outlive the installer's cleanup: plug-ins still
+	// running during it keep their answers.
+	bgCtx, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	var bg []<-chan error
+	if acfg.PluginServiceAccount != "" {
+		tokens, err := newPluginToken(cfg, acfg, rc, reg)
+		if err != nil {
+			return err
+		}
+		cfg.PluginToken = tokens
+		done := make(chan error, 1)
+		go func() { tokens.Run(bgCtx); done <- nil }()
+		bg = append(bg, done)
 	}
-	cfg.ReadyCheck = a.Ready
-	agentCtx, stopAgent := context.WithCancel(context.Background())
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- a.Run(agentCtx) }()
+	if acfg.Socket != "" {
+		a, err := agent.New(acfg, rc)
+		if err != nil {
+			return err
+		}
+		cfg.ReadyCheck = a.Ready
+		done := make(chan error, 1)
+		go func() { done <- a.Run(bgCtx) }()
+		bg = append(bg, done)
+	}
 	err = installer.Run(ctx, cfg)
-	// The agent outlives the installer's cleanup: plug-ins still running
-	// during it keep their answers.
-	stopAgent()
-	return errors.Join(err, <-agentDone)
+	stopBG()
+	for _, done := range bg {
+		err = errors.Join(err, <-done)
+	}
+	return err
+}
+
+// newPluginToken builds the refresher of the plug-in's own token: its
+// service account in the DaemonSet's namespace, each token bound to this
+// node (NODE_NAME) when it is known.
+func newPluginToken(cfg installer.Config, acfg agent.Config, rc *rest.Config, reg *prometheus.Registry) (*plugintoken.Refresher, error) {
+	core, err := typedcorev1.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("plug-in token API client: %w", err)
+	}
+	ns := cfg.InstallerNamespace
+	pcfg := plugintoken.Config{Namespace: ns, ServiceAccount: acfg.PluginServiceAccount, Expiry: acfg.PluginTokenExpiry,
+		Logger: cfg.Logger, Registry: reg}
+	pcfg.BoundNode = acfg.NodeName
+	return plugintoken.New(pcfg, core.ServiceAccounts(ns))
 }

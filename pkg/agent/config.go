@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Config is the agent's validated configuration.
@@ -30,6 +31,11 @@ type Config struct {
 	EventQPS        float64 // Events posted per second, on average ...
 	EventBurst      int     // ... and at once
 	PeerUID         uint32  // the only uid allowed on the socket (0)
+	// PluginServiceAccount is the plug-in's own service account, in the
+	// DaemonSet's namespace, whose token install-cni mints for the
+	// plug-in's kubeconfig (pkg/plugintoken); "" = copy the mounted token.
+	PluginServiceAccount string
+	PluginTokenExpiry    time.Duration // the lifetime asked for each token
 
 	// Set by embedders and tests.
 	Out      io.Writer // the decision log (stdout)
@@ -81,6 +87,23 @@ var flags = []flagSpec{
 			return errors.New("want a positive integer")
 		}
 		c.EventBurst = n
+		return nil
+	}},
+	{"plugin-service-account", "PLUGIN_SERVICE_ACCOUNT", "", "the plug-in's own service account (in the DaemonSet's namespace): its token is minted with the TokenRequest API for the plug-in's kubeconfig; empty: copy this pod's service account token", func(c *Config, v string) error {
+		if v != "" {
+			if errs := validation.IsDNS1123Subdomain(v); len(errs) > 0 {
+				return errors.New(strings.Join(errs, "; "))
+			}
+		}
+		c.PluginServiceAccount = v
+		return nil
+	}},
+	{"plugin-token-expiry", "PLUGIN_TOKEN_EXPIRY", "1h", "lifetime asked for each plug-in token (10m-24h); it is renewed at 80% of it", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Minute || d > 24*time.Hour {
+			return errors.New("want a duration from 10m to 24h")
+		}
+		c.PluginTokenExpiry = d
 		return nil
 	}},
 }

@@ -48,15 +48,27 @@ type Config struct {
 	// ReadyCheck, when set, must also pass for /readyz (the node agent's
 	// cache and socket).
 	ReadyCheck func() error
+	// PluginToken, when set, supplies the token the plug-in's kubeconfig
+	// uses (its own service account's, pkg/plugintoken) instead of a copy
+	// of the mounted service account token.
+	PluginToken TokenSource
 
 	// hooks are set by this package's tests only (see raceHooks).
 	hooks *raceHooks
 }
 
+// TokenSource supplies the plug-in's token. The installer writes what Token
+// returns to the token file (0600, atomically) and looks again whenever
+// Changed is signalled; while Token fails it is not ready.
+type TokenSource interface {
+	Token() ([]byte, error)
+	Changed() <-chan struct{}
+}
+
 // File names the installer owns.
 const (
 	KubeconfigName = "mesh-cni-kubeconfig"      // in KubeconfigDir
-	TokenName      = "mesh-cni-token"           // host copy of the service account token, in KubeconfigDir
+	TokenName      = "mesh-cni-token"           // the plug-in's token on the host, in KubeconfigDir
 	OwnerFileName  = "mesh-cni-installer.owner" // in NetDir: which instance owns the node's installation
 	tempPrefix     = ".mesh-cni-tmp-"           // temp files of atomic writes (never a config extension)
 )

@@ -62,6 +62,7 @@ type Installer struct {
 	waiting     bool
 	drifts      []time.Time
 	lastWarn    time.Time
+	tokenWait   string // the plug-in token problem last logged ("" = none)
 
 	ready     atomic.Bool
 	notReady  atomic.Value // string: why not ready
@@ -195,6 +196,10 @@ func (in *Installer) Run(ctx context.Context) error {
 			retry.Reset(d)
 		}
 	}
+	var tokenChanged <-chan struct{} // nil: never ready
+	if in.cfg.PluginToken != nil {
+		tokenChanged = in.cfg.PluginToken.Changed()
+	}
 	schedule(in.reconcile("start"))
 	for {
 		in.heartbeat.Store(time.Now().UnixNano())
@@ -214,6 +219,8 @@ func (in *Installer) Run(ctx context.Context) error {
 			trigger = "resync"
 		case <-retry.C:
 			trigger = "retry"
+		case <-tokenChanged:
+			trigger = "plugin-token"
 		}
 		// Coalesce whatever else is already queued into the same pass.
 	drain:

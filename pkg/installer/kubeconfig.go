@@ -10,8 +10,11 @@ import (
 )
 
 // Token rotation strategy: the plug-in kubeconfig never embeds the token. Its
-// user entry has `tokenFile:` pointing at a host-side copy of the projected
-// service account token (TokenName next to the kubeconfig). The installer
+// user entry has `tokenFile:` pointing at a host-side file (TokenName next
+// to the kubeconfig) holding the plug-in's token: with Config.PluginToken the
+// plug-in's own service account token (pkg/plugintoken mints and refreshes
+// it; Changed wakes the installer), else a copy of the projected service
+// account token, as described next. The installer
 // watches the service account directory (kubelet swaps its `..data` symlink
 // on every rotation) and replaces the copy atomically whenever the token's
 // content changes, with a periodic check as a backstop. The kubeconfig itself

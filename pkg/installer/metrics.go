@@ -36,7 +36,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}),
 		tokenRefresh: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mesh_cni_token_refreshes_total",
-			Help: "Times the host copy of the service account token was replaced after a rotation.",
+			Help: "Times the plug-in's token file was replaced (a refreshed plug-in token, or a rotated service account token it copies).",
 		}),
 		driftWarnings: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mesh_cni_drift_warnings_total",

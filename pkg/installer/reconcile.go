@@ -32,8 +32,20 @@ func (in *Installer) reconcile(trigger string) time.Duration {
 	if err := in.ensureBinary(); err != nil {
 		fail("plug-in binary", err)
 	}
-	if err := in.ensureKubeconfig(); err != nil {
+	var tokenErr *pluginTokenError
+	switch err := in.ensureKubeconfig(); {
+	case errors.As(err, &tokenErr):
+		// No retry timer: the token source wakes us when it has a token
+		// (and logs its own attempts). Logged once per distinct problem.
+		problems = append(problems, "kubeconfig: "+err.Error())
+		if in.tokenWait != err.Error() {
+			in.tokenWait = err.Error()
+			in.log.Error("no valid plug-in token: the kubeconfig is not in place; waiting for the token source", "err", err, "trigger", trigger)
+		}
+	case err != nil:
 		fail("kubeconfig", err)
+	default:
+		in.tokenWait = ""
 	}
 	ok, settle, err := in.ensureConflist(trigger)
 	switch {
@@ -164,23 +176,32 @@ func (in *Installer) ensureBinary() error {
 	return nil
 }
 
-// ensureKubeconfig refreshes the token copy when the projected token rotated
-// and writes the kubeconfig when it is missing or outdated (both 0600). The
-// token goes first: the kubeconfig refers to it.
+// ensureKubeconfig writes the plug-in's token when it changed (a new token
+// from cfg.PluginToken, or a rotation of the mounted one it copies without
+// a PluginToken) and the kubeconfig when it is missing or outdated (both
+// 0600). The token goes first: the kubeconfig refers to it.
 func (in *Installer) ensureKubeconfig() error {
 	sa, err := ReadServiceAccount(in.cfg.ServiceAccountDir)
 	if err != nil {
 		return err
 	}
-	if !upToDate(in.tokenPath, sa.Token, 0o600) {
+	token := sa.Token
+	if in.cfg.PluginToken != nil {
+		// Without a valid token the file keeps the last one written: it is
+		// either still valid or refused by the API server anyway.
+		if token, err = in.cfg.PluginToken.Token(); err != nil {
+			return &pluginTokenError{err}
+		}
+	}
+	if !upToDate(in.tokenPath, token, 0o600) {
 		_, existed := stampOf(in.tokenPath)
-		if err := in.write(in.tokenPath, sa.Token, 0o600, ""); err != nil {
-			return fmt.Errorf("token copy: %w", err)
+		if err := in.write(in.tokenPath, token, 0o600, ""); err != nil {
+			return fmt.Errorf("token file: %w", err)
 		}
 		in.m.installs.WithLabelValues("token").Inc()
 		if existed {
 			in.m.tokenRefresh.Inc()
-			in.log.Info("service account token changed (rotation); host copy replaced", "file", in.tokenPath)
+			in.log.Info("plug-in token changed (refresh or rotation); host file replaced", "file", in.tokenPath)
 		}
 	}
 	kc, err := BuildKubeconfig(in.cfg.APIServer, sa.CA, in.cfg.TokenHostPath())
@@ -199,6 +220,12 @@ func (in *Installer) ensureKubeconfig() error {
 	}
 	return nil
 }
+
+// pluginTokenError is the token source having no valid token.
+type pluginTokenError struct{ err error }
+
+func (e *pluginTokenError) Error() string { return "plug-in token: " + e.err.Error() }
+func (e *pluginTokenError) Unwrap() error { return e.err }
 
 func upToDate(path string, data []byte, mode os.FileMode) bool {
 	st, err := os.Stat(path)

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -219,7 +220,12 @@ func (s *Server) Stop() {
 // HTTPClient authenticates as user (the serving cert is self-signed, on
 // loopback).
 func (s *Server) HTTPClient(user string) *http.Client {
-	tok := s.Users[user].Token
+	return s.TokenClient(s.Users[user].Token)
+}
+
+// TokenClient authenticates with a bearer token (e.g. a service account
+// token the API server issued).
+func (s *Server) TokenClient(tok string) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: bearer{tok, &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test server on loopback
 	}}}
@@ -258,6 +264,31 @@ current-context: apitest
 // Do sends a request as user with a JSON body (nil: none) and decodes the
 // answer into out (nil: discarded). A status >= 300 is an error.
 func (s *Server) Do(ctx context.Context, user, method, path string, body, out any) error {
+	return s.DoToken(ctx, s.Users[user].Token, method, path, body, out)
+}
+
+// StatusError is a status >= 300 answered by the API server.
+type StatusError struct {
+	Method, Path string
+	Code         int
+	Body         string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: %d: %s", e.Method, e.Path, e.Code, e.Body)
+}
+
+// Code is the HTTP status of err (0: not an answer of the API server).
+func Code(err error) int {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
+}
+
+// DoToken is Do with a bearer token instead of a named user.
+func (s *Server) DoToken(ctx context.Context, token, method, path string, body, out any) error {
 	var rd *strings.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -273,7 +304,7 @@ func (s *Server) Do(ctx context.Context, user, method, path string, body, out an
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.HTTPClient(user).Do(req)
+	resp, err := s.TokenClient(token).Do(req)
 	if err != nil {
 		return err
 	}
@@ -284,12 +315,19 @@ func (s *Server) Do(ctx context.Context, user, method, path string, body, out an
 		for sc.Scan() {
 			b.WriteString(sc.Text())
 		}
-		return fmt.Errorf("%s %s: %d: %s", method, path, resp.StatusCode, b.String())
+		return &StatusError{Method: method, Path: path, Code: resp.StatusCode, Body: b.String()}
 	}
 	if out == nil {
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// ServingCA is the trust bundle of the API server's self-signed serving
+// certificate (the certificate and the CA it generated), for clients that
+// verify TLS like the plug-in does.
+func (s *Server) ServingCA() ([]byte, error) {
+	return os.ReadFile(filepath.Join(s.Dir, "certs", "apiserver.crt"))
 }
 
 // AuditLogPath is the API server's audit log (JSON lines).

@@ -3,19 +3,21 @@
 # Uses: ok/bad/check/step, kubectl_, ds_ns, ds_name, PP, STATE, test_pod.
 
 step "node agent: Bookinfo's ADDs cost the API server no pod GET"
-# The plug-in's kubeconfig carries the DaemonSet's service account; the
-# agent's watch is a list/watch, so any "get" on a pod by that identity
-# before this point came from a plug-in ADD that fell back to the API.
+# The plug-in's kubeconfig carries its own service account (PLUGIN_SERVICE_ACCOUNT),
+# the agent the DaemonSet's; the agent's watch is a list/watch, so any "get"
+# on a pod by either identity before this point came from a plug-in ADD that
+# fell back to the API.
 sa_user="system:serviceaccount:$ds_ns:$(kubectl_ get ds -n "$ds_ns" "$ds_name" -o jsonpath='{.spec.template.spec.serviceAccountName}')"
+plugin_user="system:serviceaccount:$ds_ns:$(kubectl_ get ds -n "$ds_ns" "$ds_name" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="PLUGIN_SERVICE_ACCOUNT")].value}')"
 if [[ -s $STATE/audit.log ]]; then
-	gets=$(jq -c --arg u "$sa_user" 'select(.stage == "ResponseComplete" and .verb == "get" and .objectRef.resource == "pods"
-		and .objectRef.subresource == null and .user.username == $u)' "$STATE/audit.log" | wc -l)
+	gets=$(jq -c --arg u "$sa_user" --arg p "$plugin_user" 'select(.stage == "ResponseComplete" and .verb == "get" and .objectRef.resource == "pods"
+		and .objectRef.subresource == null and (.user.username == $u or .user.username == $p))' "$STATE/audit.log" | wc -l)
 	watches=$(jq -c --arg u "$sa_user" 'select(.verb == "watch" and .objectRef.resource == "pods" and .user.username == $u)' \
 		"$STATE/audit.log" | wc -l)
-	if ((gets == 0)); then ok "the API server's audit log holds no pod GET from $sa_user during the Bookinfo ADDs"
+	if ((gets == 0)); then ok "the API server's audit log holds no pod GET from $plugin_user or $sa_user during the Bookinfo ADDs"
 	else
-		bad "the API server's audit log holds $gets pod GET(s) from $sa_user during the Bookinfo ADDs:"
-		jq -c --arg u "$sa_user" 'select(.verb == "get" and .objectRef.resource == "pods" and .user.username == $u)
+		bad "the API server's audit log holds $gets pod GET(s) from $plugin_user or $sa_user during the Bookinfo ADDs:"
+		jq -c --arg u "$sa_user" --arg p "$plugin_user" 'select(.verb == "get" and .objectRef.resource == "pods" and (.user.username == $u or .user.username == $p))
 			| [.objectRef.namespace, .objectRef.name, .userAgent]' "$STATE/audit.log" | head
 	fi
 	if ((watches > 0)); then ok "the agent watches pods ($watches watch requests recorded)"

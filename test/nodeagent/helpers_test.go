@@ -81,6 +81,18 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // given), its socket at socket.
 func startAgent(t *testing.T, dir, socket, kubeconfig string) *agentProc {
 	t.Helper()
+	return startAgentWith(t, dir, socket, kubeconfig, agentOpts{})
+}
+
+// agentOpts are what some tests add: flags, environment (the downward
+// API's POD_*), and the CA the plug-in's kubeconfig trusts ("ca" if nil).
+type agentOpts struct {
+	args, env []string
+	ca        []byte
+}
+
+func startAgentWith(t *testing.T, dir, socket, kubeconfig string, o agentOpts) *agentProc {
+	t.Helper()
 	netDir, cniBin, sa := filepath.Join(dir, "net.d"), filepath.Join(dir, "cnibin"), filepath.Join(dir, "sa")
 	for _, d := range []string{netDir, cniBin, sa} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -88,7 +100,10 @@ func startAgent(t *testing.T, dir, socket, kubeconfig string) *agentProc {
 		}
 	}
 	_ = os.WriteFile(filepath.Join(sa, "token"), []byte("tok"), 0o600)
-	_ = os.WriteFile(filepath.Join(sa, "ca.crt"), []byte("ca"), 0o600)
+	if o.ca == nil {
+		o.ca = []byte("ca")
+	}
+	_ = os.WriteFile(filepath.Join(sa, "ca.crt"), o.ca, 0o600)
 	_ = os.WriteFile(filepath.Join(netDir, "10-bridge.conflist"), cnitest.BridgeConfList(dir, "1.0.0"), 0o644)
 	if kubeconfig == "" {
 		var err error
@@ -97,12 +112,13 @@ func startAgent(t *testing.T, dir, socket, kubeconfig string) *agentProc {
 		}
 	}
 	a := &agentProc{socket: socket, health: freeAddr(t), stdout: &syncBuf{}, stderr: &syncBuf{}, exited: make(chan error, 1)}
-	a.cmd = exec.Command(filepath.Join(binDir, "install-cni"),
-		"--cni-net-dir="+netDir, "--cni-bin-dir="+cniBin, "--kubeconfig-dir="+netDir, "--service-account-dir="+sa,
-		"--plugin-binary="+filepath.Join(binDir, "mesh-cni"), "--kube-api-server="+api.URL,
-		"--health-addr="+a.health, "--metrics-addr="+a.health, "--resync-interval=1h",
-		"--agent-socket="+socket, "--kubeconfig="+kubeconfig, "--node-name="+nodeName)
-	a.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	args := append([]string{
+		"--cni-net-dir=" + netDir, "--cni-bin-dir=" + cniBin, "--kubeconfig-dir=" + netDir, "--service-account-dir=" + sa,
+		"--plugin-binary=" + filepath.Join(binDir, "mesh-cni"), "--kube-api-server=" + api.URL,
+		"--health-addr=" + a.health, "--metrics-addr=" + a.health, "--resync-interval=1h",
+		"--agent-socket=" + socket, "--kubeconfig=" + kubeconfig, "--node-name=" + nodeName}, o.args...)
+	a.cmd = exec.Command(filepath.Join(binDir, "install-cni"), args...)
+	a.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, o.env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.stdout, a.stderr
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := a.cmd.Start(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -30,6 +31,12 @@ const (
 	pluginUser = "mesh-cni-plugin"
 	agentUser  = "mesh-cni-agent"
 	nodeName   = "node-a"
+	// dsUser is the DaemonSet's service account as the API server names
+	// it: deploy/'s bindings to that ServiceAccount apply to this static
+	// identity as shipped (RBAC matches service accounts by user name).
+	dsNamespace = "mesh-cni-system"
+	dsUser      = "system:serviceaccount:" + dsNamespace + ":mesh-cni"
+	pluginSA    = "mesh-cni-plugin"
 )
 
 func TestMain(m *testing.M) {
@@ -60,7 +67,7 @@ func run(m *testing.M) int {
 	}
 	apiDir := filepath.Join(dir, "api")
 	_ = os.MkdirAll(apiDir, 0o700)
-	api, err = apitest.Start(apiDir, pluginUser, agentUser)
+	api, err = apitest.Start(apiDir, pluginUser, agentUser, dsUser)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -73,32 +80,67 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// grantDeployRole applies deploy/clusterrole.yaml as shipped and binds it
-// to both identities: the tests prove the role is enough.
+// grantDeployRole applies deploy/'s namespace, service accounts and RBAC
+// as shipped (they bind dsUser and the plug-in's service account), and binds
+// the shipped roles to the tests' static identities too: the plug-in's role
+// to pluginUser, the DaemonSet's to agentUser. The tests prove the roles
+// are enough.
 func grantDeployRole() error {
-	raw, err := os.ReadFile(filepath.Join(cnitest.RepoRoot(), "deploy", "clusterrole.yaml"))
-	if err != nil {
-		return err
-	}
-	var role map[string]any
-	if err := yaml.Unmarshal(raw, &role); err != nil {
-		return err
-	}
 	ctx := context.Background()
-	if err := api.Do(ctx, apitest.AdminUser, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role, nil); err != nil {
-		return err
+	roles := map[string]string{} // file -> ClusterRole name
+	for _, f := range deployRBACFiles {
+		raw, err := os.ReadFile(filepath.Join(cnitest.RepoRoot(), "deploy", f))
+		if err != nil {
+			return err
+		}
+		var obj map[string]any
+		if err := yaml.Unmarshal(raw, &obj); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		meta := obj["metadata"].(map[string]any)
+		ns, _ := meta["namespace"].(string)
+		path, err := collectionPath(obj["kind"].(string), ns)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if err := api.Do(ctx, apitest.AdminUser, "POST", path, obj, nil); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if obj["kind"] == "ClusterRole" {
+			roles[f] = meta["name"].(string)
+		}
 	}
-	name := role["metadata"].(map[string]any)["name"]
-	binding := map[string]any{
-		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-		"metadata": map[string]any{"name": "mesh-cni-test"},
-		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-		"subjects": []any{
-			map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": pluginUser},
-			map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": agentUser},
-		},
+	for user, role := range map[string]string{pluginUser: roles["clusterrole-plugin.yaml"], agentUser: roles["clusterrole.yaml"]} {
+		binding := map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+			"metadata": map[string]any{"name": "mesh-cni-test-" + user},
+			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}},
+		}
+		if err := api.Do(ctx, apitest.AdminUser, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding, nil); err != nil {
+			return err
+		}
 	}
-	return api.Do(ctx, apitest.AdminUser, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding, nil)
+	return nil
+}
+
+// deployRBACFiles are deploy/'s identity objects, in creation order.
+var deployRBACFiles = []string{"namespace.yaml", "serviceaccount.yaml", "serviceaccount-plugin.yaml",
+	"clusterrole.yaml", "clusterrolebinding.yaml", "clusterrole-plugin.yaml", "clusterrolebinding-plugin.yaml",
+	"role-plugin-token.yaml", "rolebinding-plugin-token.yaml"}
+
+func collectionPath(kind, ns string) (string, error) {
+	switch kind {
+	case "Namespace":
+		return "/api/v1/namespaces", nil
+	case "ServiceAccount":
+		return "/api/v1/namespaces/" + ns + "/serviceaccounts", nil
+	case "ClusterRole", "ClusterRoleBinding":
+		return "/apis/rbac.authorization.k8s.io/v1/" + strings.ToLower(kind) + "s", nil
+	case "Role", "RoleBinding":
+		return "/apis/rbac.authorization.k8s.io/v1/namespaces/" + ns + "/" + strings.ToLower(kind) + "s", nil
+	}
+	return "", fmt.Errorf("kind %s not handled", kind)
 }
 
 func requireAPI(t *testing.T) {
