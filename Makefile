@@ -17,6 +17,7 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mesh-cni ./cmd/mesh-cni
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/install-cni ./cmd/install-cni
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-mesh_cni ./cmd/kubectl-mesh_cni
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/standin ./test/standin
 	@ls -l $(BIN)
 

@@ -454,7 +454,8 @@ func (e *env) netconf(netnsPath, agentSocket string) []byte {
 		"type":            "mesh-cni",
 		"kubeconfig":      e.kubeconfig,
 		"iptablesBackend": e.o.backend,
-		"agentSocket":     agentSocket, // "": the direct GET path
+		"agentSocket":     agentSocket,          // "": the direct GET path
+		"sandboxDir":      e.dir + "/sandboxes", // ADD's record write is measured, in the bench's dir
 		"prevResult": map[string]any{
 			"cniVersion": "1.0.0",
 			"interfaces": []any{map[string]any{"name": "eth0", "mac": "0a:58:c6:12:00:05", "sandbox": netnsPath}},

@@ -34,6 +34,8 @@ const (
 	DefaultLockWait         = 30 * time.Second
 	// DefaultAgentSocket is where the node agent listens (agentapi.DefaultSocket).
 	DefaultAgentSocket = "/var/run/mesh-cni/agent.sock"
+	// DefaultSandboxDir keeps ADD's per-sandbox records for `mesh-cni inspect`.
+	DefaultSandboxDir = "/var/run/mesh-cni/sandboxes"
 )
 
 // DefaultExcludeNamespaces is used when excludeNamespaces is absent.
@@ -54,6 +56,7 @@ type raw struct {
 	InstallerPodPrefix string          `json:"installerPodPrefix"`
 	Redirect           *redirectConfig `json:"redirect"`
 	AgentSocket        *string         `json:"agentSocket"`
+	SandboxDir         *string         `json:"sandboxDir"`
 }
 
 // redirectConfig holds node-level redirect defaults; absent keys keep
@@ -90,6 +93,9 @@ type Config struct {
 	// AgentSocket is the node agent's socket; "" means no agent: the pod is
 	// read from the API directly.
 	AgentSocket string
+	// SandboxDir is where ADD records each sandbox and DEL removes it, for
+	// `mesh-cni inspect`; "" keeps no records.
+	SandboxDir string
 }
 
 // Parse reads stdin's network config. Errors name the key at fault.
@@ -136,6 +142,9 @@ func Parse(stdin []byte) (*Config, error) {
 	if c.AgentSocket, err = parseAgentSocket(r.AgentSocket); err != nil {
 		errs = append(errs, err)
 	}
+	if c.SandboxDir, err = parseDir("sandboxDir", r.SandboxDir, DefaultSandboxDir); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Node, err = r.Redirect.node(); err != nil {
 		errs = append(errs, err)
 	}
@@ -178,6 +187,19 @@ func parseAgentSocket(s *string) (string, error) {
 		return "", nil
 	case !strings.HasPrefix(*s, "/"):
 		return "", fmt.Errorf("agentSocket: %q is not an absolute path (\"\" turns the agent off)", *s)
+	}
+	return *s, nil
+}
+
+// parseDir reads an absolute path key: absent is def, "" turns it off.
+func parseDir(key string, s *string, def string) (string, error) {
+	switch {
+	case s == nil:
+		return def, nil
+	case *s == "":
+		return "", nil
+	case !strings.HasPrefix(*s, "/"):
+		return "", fmt.Errorf("%s: %q is not an absolute path (\"\" turns it off)", key, *s)
 	}
 	return *s, nil
 }

@@ -127,6 +127,7 @@ func (p *Plugin) AddResult(args *skel.CmdArgs) (_ types.Result, err error) {
 	if err := p.redirectPod(inv, args); err != nil {
 		return nil, err
 	}
+	recordSandbox(inv, args, prevResultFamilies(prev))
 	res, err := prev.GetAsVersion(inv.cfg.Net.CNIVersion)
 	if err != nil {
 		return nil, cniErr(types.ErrIncompatibleCNIVersion, "converting prevResult to cniVersion %s: %v", inv.cfg.Net.CNIVersion, err)

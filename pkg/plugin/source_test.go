@@ -89,7 +89,7 @@ func addArgs(extra, cniArgs string) *skel.CmdArgs {
 	return &skel.CmdArgs{
 		// The test's own netns: enterable, and memTables never touches it.
 		ContainerID: "c1", Netns: "/proc/self/ns/net", IfName: "eth0", Args: cniArgs,
-		StdinData: []byte(configtest.Conf("1.0.0", `,"kubeconfig":"/k","podLookupTimeout":"1s","prevResult":`+configtest.PrevResult("1.0.0")+extra)),
+		StdinData: []byte(configtest.Conf("1.0.0", `,"kubeconfig":"/k","sandboxDir":"","podLookupTimeout":"1s","prevResult":`+configtest.PrevResult("1.0.0")+extra)),
 	}
 }
 

@@ -46,6 +46,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
 	if !inv.isK8s {
 		return nil
 	}
+	forgetSandbox(inv, args)
 	if v, decided := podcheck.PreLookup(inv.pod.Namespace, inv.pod.Name, inv.cfg.Pods); decided {
 		inv.log.Debug("nothing to remove", "reason", v.Reason)
 		return nil
@@ -118,13 +119,14 @@ func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
 	return nil
 }
 
-// GC has nothing to collect: mesh-cni keeps no state on the host; a pod's
-// rules live in its netns and die with it.
+// GC prunes the sandbox records of attachments the runtime no longer has;
+// a pod's rules live in its netns and die with it.
 func (p *Plugin) GC(args *skel.CmdArgs) error {
-	_, done, err := p.begin(args, "GC")
+	inv, done, err := p.begin(args, "GC")
 	if err != nil {
 		return err
 	}
+	pruneSandboxes(inv, args.StdinData)
 	done(nil)
 	return nil
 }

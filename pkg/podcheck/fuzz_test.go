@@ -28,5 +28,17 @@ func FuzzCheck(f *testing.F) {
 		if !v.Redirect && v.Reason == "" {
 			t.Fatal("a skip without a reason")
 		}
+		conds, ev := Evaluate(p, cfg)
+		if ev != v {
+			t.Fatalf("Evaluate's verdict %+v is not Check's %+v", ev, v)
+		}
+		for _, c := range conds {
+			if !c.OK {
+				if c.Detail != v.Reason {
+					t.Fatalf("first failing condition %q, Check's reason %q", c.Detail, v.Reason)
+				}
+				break
+			}
+		}
 	})
 }

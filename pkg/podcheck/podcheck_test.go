@@ -168,3 +168,57 @@ func TestPreLookup(t *testing.T) {
 		t.Fatal("an empty prefix must not match every pod of the namespace")
 	}
 }
+
+// TestEvaluateAgreesWithCheck: every pod of TestCheck's kind gets Check's
+// verdict from Evaluate, a failing condition exactly when Check skips, and
+// the first failing condition's detail is Check's reason.
+func TestEvaluateAgreesWithCheck(t *testing.T) {
+	always := ptr(pod.RestartPolicyAlways)
+	pods := map[string]*pod.Pod{
+		"meshed":       newPod(),
+		"excluded":     newPod(func(p *pod.Pod) { p.Metadata.Namespace = "kube-system" }),
+		"installer":    newPod(func(p *pod.Pod) { p.Metadata.Namespace, p.Metadata.Name = "mesh-cni-system", "mesh-cni-node-x7k" }),
+		"no sidecar":   newPod(func(p *pod.Pod) { p.Spec.Containers[1].Name = "logger" }),
+		"sidecar only": newPod(func(p *pod.Pod) { p.Spec.Containers = p.Spec.Containers[1:] }),
+		"disabled":     newPod(func(p *pod.Pod) { p.Metadata.Labels = map[string]string{InjectKey: "false"} }),
+		"istio-init":   newPod(func(p *pod.Pod) { p.Spec.InitContainers = []pod.Container{{Name: InitContainer}} }),
+		"mode none":    newPod(func(p *pod.Pod) { p.Metadata.Annotations = map[string]string{redirect.AnnoInterceptionMode: "NONE"} }),
+		"gateway":      newPod(func(p *pod.Pod) { p.Spec.Containers[1].Args = []string{"proxy", "router"} }),
+		"proxyless":    newPod(func(p *pod.Pod) { p.Spec.Containers[1].Env = []pod.EnvVar{{Name: EnvDisableEnvoy, Value: "true"}} }),
+		"native sidecar": newPod(func(p *pod.Pod) {
+			p.Spec.Containers = p.Spec.Containers[:1]
+			p.Spec.InitContainers = []pod.Container{{Name: "istio-proxy", RestartPolicy: always}}
+		}),
+		"two failures": newPod(func(p *pod.Pod) { p.Metadata.Namespace = "kube-system"; p.Spec.Containers[1].Name = "logger" }),
+	}
+	for name, p := range pods {
+		t.Run(name, func(t *testing.T) {
+			conds, v := Evaluate(p, cfg)
+			if want := Check(p, cfg); v != want {
+				t.Fatalf("Evaluate verdict %+v, Check %+v", v, want)
+			}
+			if len(conds) != 7 {
+				t.Fatalf("%d conditions, want all 7: %+v", len(conds), conds)
+			}
+			var first *Condition
+			fails := 0
+			for i := range conds {
+				if !conds[i].OK {
+					fails++
+					if first == nil {
+						first = &conds[i]
+					}
+				}
+			}
+			if v.Redirect != (first == nil) {
+				t.Fatalf("redirect=%v but failing conditions %+v", v.Redirect, conds)
+			}
+			if first != nil && first.Detail != v.Reason {
+				t.Fatalf("first failing condition says %q, Check says %q", first.Detail, v.Reason)
+			}
+			if name == "two failures" && fails < 2 {
+				t.Fatalf("Evaluate stopped at the first failure: %+v", conds)
+			}
+		})
+	}
+}

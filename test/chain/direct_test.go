@@ -62,7 +62,7 @@ func prevResult(version string) map[string]any {
 
 func netconf(version string, extra map[string]any) map[string]any {
 	c := map[string]any{"cniVersion": version, "name": "mesh-test", "type": "mesh-cni",
-		"kubeconfig": "/nonexistent/kubeconfig", "excludeNamespaces": []string{"kube-system"}}
+		"kubeconfig": "/nonexistent/kubeconfig", "excludeNamespaces": []string{"kube-system"}, "sandboxDir": ""}
 	for k, v := range extra {
 		c[k] = v
 	}

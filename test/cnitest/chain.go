@@ -49,6 +49,8 @@ func NewChain(dir string, o ChainOptions) (*Chain, error) {
 	// No node agent unless a test brings one: the default socket may be a
 	// running local cluster's agent, which does not know the test's pods.
 	mesh := map[string]any{"type": "mesh-cni", "agentSocket": ""}
+	// Sandbox records in the test's dir, never the host's /var/run.
+	mesh["sandboxDir"] = filepath.Join(dir, "sandboxes")
 	for k, v := range o.MeshConf {
 		mesh[k] = v
 	}

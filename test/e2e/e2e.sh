@@ -235,6 +235,9 @@ else
 	bad "e2e-after-drift Ready"
 fi
 
+# shellcheck source=operator.sh
+. "$E2E_DIR/operator.sh"
+
 step "uninstall: kubectl delete -k deploy/"
 kubectl_ delete -k "$DEPLOY" --wait=true --timeout=120s >&2
 wait_for "installer pods gone" 120 bash -c "[[ -z \$($K8S_BIN_DIR/kubectl --kubeconfig $KUBECONFIG_ADMIN get pods -n $ds_ns -o name 2>/dev/null | grep ${ds_name}) ]]"

@@ -63,7 +63,7 @@ func (p *plugin) cmd(verb string, n *cnitest.Netns, name string) *exec.Cmd {
 	conf, _ := json.Marshal(map[string]any{
 		"cniVersion": "1.0.0", "name": "mesh-test", "type": "mesh-cni",
 		"kubeconfig": p.kubeconfig, "iptablesBackend": string(p.backend),
-		"logFile": filepath.Join(p.dir, "mesh-cni.log"),
+		"logFile": filepath.Join(p.dir, "mesh-cni.log"), "sandboxDir": filepath.Join(p.dir, "sandboxes"),
 		"prevResult": map[string]any{"cniVersion": "1.0.0",
 			"interfaces": []any{map[string]any{"name": "eth0", "sandbox": n.Path()}},
 			"ips":        []any{map[string]any{"interface": 0, "address": "198.18.0.5/24"}},

@@ -199,7 +199,7 @@ type cniCall struct {
 
 func (c cniCall) run(t *testing.T) (string, error) {
 	t.Helper()
-	stdin := configtest.Conf("1.0.0", fmt.Sprintf(`,"kubeconfig":%q,"agentSocket":%q,"podLookupTimeout":"2s","prevResult":%s%s`,
+	stdin := configtest.Conf("1.0.0", fmt.Sprintf(`,"kubeconfig":%q,"agentSocket":%q,"sandboxDir":"","podLookupTimeout":"2s","prevResult":%s%s`,
 		c.kubeconfig, c.socket, configtest.PrevResult("1.0.0"), c.extra))
 	args := "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + c.podName
 	if c.uid != "" {
