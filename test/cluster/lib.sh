@@ -71,6 +71,7 @@ WATCHED_PATHS=(
 	/etc/cni /etc/cni/net.d /opt/cni /opt/cni/bin /var/lib/cni /run/netns /run/containerd
 	/var/log/containers /var/log/pods /var/lib/kubelet /var/run/kubernetes
 	/usr/libexec/kubernetes /var/log/mesh-cni.log /opt/containerd /var/lib/containerd
+	/var/run/mesh-cni
 )
 
 export PATH="$K8S_BIN_DIR:$PATH"
