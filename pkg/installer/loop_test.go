@@ -177,14 +177,23 @@ func mustRead(t testing.TB, p string) []byte {
 
 func assertNoTemps(t *testing.T, n *node) {
 	t.Helper()
+	for _, p := range temps(n) {
+		t.Errorf("temp file left: %s", p)
+	}
+}
+
+// temps lists the installer's temp files in the node's directories.
+func temps(n *node) []string {
+	var out []string
 	for _, d := range []string{n.net, n.bin, n.kc} {
 		ents, _ := os.ReadDir(d)
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), tempPrefix) {
-				t.Errorf("temp file left: %s", filepath.Join(d, e.Name()))
+				out = append(out, filepath.Join(d, e.Name()))
 			}
 		}
 	}
+	return out
 }
 
 // TestWaitsForPrimary: no primary yet means not ready and nothing written to
