@@ -40,6 +40,7 @@ type Config struct {
 	DriftWarnCount     int             // warn when our entry is undone more than this often ...
 	DriftWarnWindow    time.Duration   // ... within this window
 	AgentSocket        string          // plug-in and node agent: the agent's socket, same path on host and container; "" = no agent
+	SandboxDir         string          // plug-in: where ADD records each sandbox for `mesh-cni inspect`; "" = the plug-in's default
 
 	// Logger and Registry may be set by embedders and tests; ParseFlags
 	// leaves them nil (a JSON logger on stderr and a fresh registry).

@@ -36,6 +36,9 @@ func (c *Config) Entry() []byte {
 	// Always written: the plug-in's default is the agent's default path, so
 	// a disabled agent must say "".
 	obj = append(obj, member{Key: "agentSocket", Value: jsonValue(c.AgentSocket)})
+	if c.SandboxDir != "" {
+		obj = append(obj, member{Key: "sandboxDir", Value: jsonValue(c.SandboxDir)})
+	}
 	if len(c.Redirect) > 0 {
 		obj = append(obj, member{Key: "redirect", Value: c.Redirect})
 	}

@@ -49,6 +49,7 @@ var Flags = []FlagSpec{
 	{Name: "installer-namespace", Env: "INSTALLER_NAMESPACE", Usage: "namespace of the installer's pods, skipped by the plug-in (default: $POD_NAMESPACE, else mesh-cni-system)", set: setInstallerNamespace},
 	{Name: "installer-pod-prefix", Env: "INSTALLER_POD_PREFIX", Default: "mesh-cni-node-", Usage: "name prefix of the installer's pods, skipped by the plug-in", set: setPodPrefix},
 	{Name: "redirect", Env: "REDIRECT", Usage: `plug-in node-level redirect defaults as a JSON object, e.g. {"excludeInboundPorts":"22"}`, set: setRedirect},
+	{Name: "sandbox-dir", Env: "SANDBOX_DIR", Usage: "plug-in: host directory of the per-sandbox records `mesh-cni inspect` reads (default: the plug-in's, /var/run/mesh-cni/sandboxes)", set: optAbsPath(func(c *Config) *string { return &c.SandboxDir })},
 	{Name: "agent-socket", Env: "AGENT_SOCKET", Default: "/var/run/mesh-cni/agent.sock", Usage: "node agent socket (host path, mounted at the same path); the plug-in asks it for pods; empty or \"off\": no agent", set: setAgentSocket},
 	{Name: "health-addr", Env: "HEALTH_ADDR", Default: ":15280", Usage: "listen address of /healthz and /readyz (empty: off)", set: addr(func(c *Config) *string { return &c.HealthAddr })},
 	{Name: "metrics-addr", Env: "METRICS_ADDR", Default: ":15290", Usage: "listen address of Prometheus /metrics (empty: off)", set: addr(func(c *Config) *string { return &c.MetricsAddr })},

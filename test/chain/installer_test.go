@@ -51,7 +51,7 @@ func TestInstalledChain(t *testing.T) {
 	}
 
 	cfg, err := installer.ParseFlags([]string{
-		"--cni-net-dir", netDir, "--cni-bin-dir", hostBin, "--plugin-binary", filepath.Join(binDir, "mesh-cni"),
+		"--cni-net-dir", netDir, "--cni-bin-dir", hostBin, "--sandbox-dir", filepath.Join(dir, "sandboxes"), "--plugin-binary", filepath.Join(binDir, "mesh-cni"),
 		"--kubeconfig-dir", netDir, "--host-kubeconfig-dir", netDir, "--service-account-dir", saDir,
 		"--kube-api-server", srv.URL, "--health-addr", "", "--metrics-addr", "",
 		"--iptables-backend", "nft", "--plugin-log-level", "debug",
