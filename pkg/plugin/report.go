@@ -110,7 +110,9 @@ func (p *Plugin) finish(inv *invocation, args *skel.CmdArgs, err error) {
 		return
 	}
 	defer inv.agent.Close()
-	rep := inv.report(args, err)
+	// Bounded as the CNI error is (guard bounds that one later): the reason
+	// becomes a log line and an Event message.
+	rep := inv.report(args, boundedErr(err))
 	ctx, cancel := context.WithTimeout(context.Background(), reportBudget)
 	defer cancel()
 	_ = inv.agent.Report(ctx, rep) // the agent being away is not the verb's problem

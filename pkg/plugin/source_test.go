@@ -180,6 +180,21 @@ func TestReportNamesBadAnnotation(t *testing.T) {
 	}
 }
 
+// A huge bad annotation reaches the agent (its log line and Event) bounded
+// as the CNI error is, still naming the annotation.
+func TestReportBoundsHugeBadAnnotation(t *testing.T) {
+	anno := redirect.AnnoExcludeOutboundIPRanges
+	huge := strings.Repeat("x", 200<<10)
+	r := newRig(&fakeAgent{pod: sidecarPod(map[string]string{anno: huge}), uid: "u1"}, &countingGetter{})
+	if _, err := r.p.AddResult(addArgs("", podArgs)); err == nil {
+		t.Fatal("bad annotation accepted")
+	}
+	rep := r.agent.reports[0]
+	if len(rep.Reason) > maxMessage || rep.Annotation != anno || strings.Count(rep.Reason, "xxxxxxxx") == 0 {
+		t.Fatalf("report reason of %d bytes (max %d), annotation %q", len(rep.Reason), maxMessage, rep.Annotation)
+	}
+}
+
 // Excluded namespaces are decided before any lookup: no agent request.
 func TestExcludedNamespaceAsksNobody(t *testing.T) {
 	r := newRig(&fakeAgent{}, &countingGetter{})
