@@ -15,6 +15,7 @@ type Status struct {
 	HostNetwork   bool
 	Deleting      bool     // deletionTimestamp set
 	OwnerKinds    []string // ownerReferences' kinds
+	Controller    string   // "Kind/Name" of the controlling owner; "" for a bare pod
 	RestartPolicy corev1.RestartPolicy
 	Created       time.Time // creationTimestamp
 	// NetworkReadyAt is when the condition PodReadyToStartContainers last
@@ -37,6 +38,9 @@ func statusOf(p *corev1.Pod) Status {
 	}
 	for _, o := range p.OwnerReferences {
 		s.OwnerKinds = append(s.OwnerKinds, o.Kind)
+		if o.Controller != nil && *o.Controller {
+			s.Controller = o.Kind + "/" + o.Name
+		}
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReadyToStartContainers && c.Status == corev1.ConditionTrue {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,6 +52,11 @@ func gone(err error) bool { return apierrors.IsNotFound(err) || apierrors.IsConf
 // controller recreates it through a chain that now has mesh-cni. Jobs with
 // restartPolicy Never too: their controller starts a new pod.
 func (c *Controller) delete(ctx context.Context, e *podcache.Entry) outcome {
+	if last, ok := c.deletedRecently(e); ok {
+		return outcome{resultFailed, corev1.EventTypeWarning, ReasonFailed, fmt.Sprintf(
+			"not deleted: mesh-cni deleted an unmeshed pod of %s %s ago and its replacement is unmeshed too "+
+				"(is the plug-in failing to record its ADDs?); deleting again would loop", e.Status.Controller, last.Round(time.Second))}
+	}
 	uid := e.UID
 	err := c.cfg.Pods.Pods(e.Namespace).Delete(ctx, e.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 	switch {
@@ -59,12 +65,45 @@ func (c *Controller) delete(ctx context.Context, e *podcache.Entry) outcome {
 	case err != nil:
 		return failed("mesh-cni could not delete the unmeshed pod (repair mode delete): %v", err)
 	}
+	c.noteDeleted(e)
 	owners := "its controller (" + strings.Join(e.Status.OwnerKinds, ",") + ") recreates it redirected"
 	if len(e.Status.OwnerKinds) == 0 {
 		owners = "a bare pod: nothing recreates it"
 	}
 	return outcome{resultSuccess, corev1.EventTypeNormal, ReasonDeleted,
 		fmt.Sprintf("mesh-cni deleted the unmeshed pod (UID %s): %s", uid, owners)}
+}
+
+// loopWindow: a controller whose pod was deleted as unmeshed within it
+// and whose replacement is unmeshed again is not deleted from again (the
+// cause is not the chain order: the records are missing), to stop a restart
+// loop. The pod stays flagged, and RepairFailed says why.
+const loopWindow = 10 * time.Minute
+
+func (c *Controller) deletedRecently(e *podcache.Entry) (time.Duration, bool) {
+	if e.Status.Controller == "" {
+		return 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.deleted[e.Namespace+"/"+e.Status.Controller]
+	since := c.cfg.Now().Sub(at)
+	return since, ok && since < loopWindow
+}
+
+func (c *Controller) noteDeleted(e *podcache.Entry) {
+	if e.Status.Controller == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Now()
+	for k, at := range c.deleted { // forget what is past the window
+		if now.Sub(at) >= loopWindow {
+			delete(c.deleted, k)
+		}
+	}
+	c.deleted[e.Namespace+"/"+e.Status.Controller] = now
 }
 
 // labelPatch is a JSON patch that adds LabelUnmeshed=true to exactly the

@@ -108,6 +108,7 @@ type Controller struct {
 
 	mu          sync.Mutex
 	pods        map[string]*podState // by namespace/name
+	deleted     map[string]time.Time // namespace/Kind/Name of a controller -> when we last deleted its pod
 	activeSince time.Time            // when installed and synced first held
 	plugCfg     *config.Config
 	plugCfgPath string
@@ -132,6 +133,7 @@ func New(cfg Config) (*Controller, error) {
 		log:     cfg.Logger.With("part", "repair", "mode", string(cfg.Mode)),
 		m:       newMetrics(cfg.Registry),
 		pods:    map[string]*podState{},
+		deleted: map[string]time.Time{},
 		queue:   workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "mesh-cni-repair"}),
 		backoff: workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.BackoffBase, cfg.BackoffMax),
 	}

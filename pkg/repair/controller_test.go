@@ -363,3 +363,25 @@ func (f *fakeInPlace) RepairInPlace(_ context.Context, p *pod.Pod, ips []string,
 	f.pod, f.ips, f.cfg = *p, ips, cfg
 	return "rules verified", nil
 }
+
+// The replacement of a pod deleted as unmeshed is unmeshed too (the
+// plug-in records nothing): it is not deleted again within the window, so
+// a broken records dir cannot become a restart loop; it stays flagged.
+func TestDeleteLoopGuard(t *testing.T) {
+	r := newRig(t, ModeDelete, func(c *Config) { c.BackoffBase, c.BackoffMax = time.Hour, time.Hour })
+	r.run()
+	r.addPod(unmeshedPod("web-1", "uid-1"))
+	r.eventually("first deleted", func() bool { return r.repairs(resultSuccess) == 1 })
+	r.addPod(unmeshedPod("web-2", "uid-2"))
+	r.eventually("replacement refused", func() bool { return r.repairs(resultFailed) == 1 })
+	if _, err := r.client.CoreV1().Pods("default").Get(context.Background(), "web-2", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the replacement was deleted: %v", err)
+	}
+	ev := r.events()
+	if !strings.Contains(ev[len(ev)-1], "RepairFailed") || !strings.Contains(ev[len(ev)-1], "would loop") {
+		t.Fatalf("events %q", ev)
+	}
+	// Another controller's pod is not held back.
+	r.addPod(unmeshedPod("api-1", "uid-3", func(p *corev1.Pod) { p.OwnerReferences[0].Name = "api" }))
+	r.eventually("other controller's pod deleted", func() bool { return r.repairs(resultSuccess) == 2 })
+}

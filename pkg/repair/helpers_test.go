@@ -83,7 +83,7 @@ func unmeshedPod(name, uid string, mut ...func(*corev1.Pod)) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, UID: types.UID(uid), ResourceVersion: "1",
 			Labels:          map[string]string{"app": "web"},
-			OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web"}}},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web", Controller: ptrTrue()}}},
 		Spec: corev1.PodSpec{NodeName: "n1", RestartPolicy: corev1.RestartPolicyAlways,
 			Containers: []corev1.Container{{Name: "app", Image: "app:1"}, {Name: "istio-proxy"}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIPs: []corev1.PodIP{{IP: "10.0.0.5"}},
@@ -233,3 +233,5 @@ func writeFile(p string, b []byte) error { return os.WriteFile(p, b, 0o600) }
 func apierrConflict() error {
 	return apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, "web-1", errors.New("Precondition failed: UID in precondition: uid-1, UID in object meta: uid-2"))
 }
+
+func ptrTrue() *bool { b := true; return &b }
