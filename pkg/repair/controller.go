@@ -112,6 +112,7 @@ type Controller struct {
 	activeSince time.Time            // when installed and synced first held
 	plugCfg     *config.Config
 	plugCfgPath string
+	lastCfgErr  string
 }
 
 // podState is what the controller did about one pod's current sandbox.

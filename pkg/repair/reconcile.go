@@ -25,7 +25,13 @@ func (c *Controller) active() (*config.Config, bool) {
 	}
 	cfg, err := c.pluginConfig(path)
 	if err != nil {
-		c.log.Warn("cannot read the installed plug-in config; no pod is judged until it can be", "conflist", path, "error", err)
+		c.mu.Lock()
+		repeat := c.lastCfgErr == err.Error()
+		c.lastCfgErr = err.Error()
+		c.mu.Unlock()
+		if !repeat { // once per distinct error, not once per pod
+			c.log.Warn("cannot read the installed plug-in config; no pod is judged until it can be", "conflist", path, "error", err)
+		}
 		return nil, false
 	}
 	c.mu.Lock()

@@ -52,7 +52,7 @@ func rec(uid, decision string, at time.Time) sandbox.Entry {
 		Namespace: "default", Name: "web-1", UID: uid, Decision: decision, Reason: "why " + decision, Time: at}}
 }
 
-func testConfig(t *testing.T, extra string) *config.Config {
+func testConfig(t testing.TB, extra string) *config.Config {
 	t.Helper()
 	c, err := config.Parse([]byte(`{"cniVersion":"1.0.0","name":"k8s","type":"mesh-cni","installerNamespace":"mesh-cni-system","installerPodPrefix":"mesh-cni-node-"` + extra + `}`))
 	if err != nil {

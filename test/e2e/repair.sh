@@ -43,7 +43,13 @@ repair_workloads() {
 			printf '    spec:\n      terminationGracePeriodSeconds: 1\n'
 			[[ $kind == job ]] && printf '      restartPolicy: Never\n'
 			printf '      containers:\n'
-			printf '      - {name: app, image: %s, securityContext: {runAsUser: 1000}}\n' "$APP_IMAGE"
+			# the Job's app fails when killed, as a batch job killed mid-work
+			# does (one that exits 0 on SIGTERM completes the Job: docs/repair.md)
+			if [[ $kind == job ]]; then
+				printf '      - {name: app, image: %s, args: [app, --term-exit-code, "143"], securityContext: {runAsUser: 1000}}\n' "$APP_IMAGE"
+			else
+				printf '      - {name: app, image: %s, securityContext: {runAsUser: 1000}}\n' "$APP_IMAGE"
+			fi
 			printf '      - {name: istio-proxy, image: %s, securityContext: {runAsUser: 1337, runAsGroup: 1337}}\n' "$PROXY_IMAGE"
 		} | kubectl_ apply -f - >/dev/null
 	done
