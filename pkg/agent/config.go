@@ -36,11 +36,20 @@ type Config struct {
 	// plug-in's kubeconfig (pkg/plugintoken); "" = copy the mounted token.
 	PluginServiceAccount string
 	PluginTokenExpiry    time.Duration // the lifetime asked for each token
+	// ReadinessTaint removes mesh-cni.io/not-ready from this node once it
+	// is ready for meshed pods (pkg/readiness, docs/taint.md).
+	ReadinessTaint bool
+	// StatusPath is the PATH of that check's plug-in STATUS: the host's
+	// iptables tools as mounted in the container.
+	StatusPath string
 
 	// Set by embedders and tests.
 	Out      io.Writer // the decision log (stdout)
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+	// OnReady, when set, is called once when the agent turns ready (pod
+	// cache synced); it must not block.
+	OnReady func()
 }
 
 // flagSpec is one agent flag and its environment variable.
@@ -104,6 +113,19 @@ var flags = []flagSpec{
 			return errors.New("want a duration from 10m to 24h")
 		}
 		c.PluginTokenExpiry = d
+		return nil
+	}},
+	{"readiness-taint", "READINESS_TAINT", "true", "agent: remove the taint mesh-cni.io/not-ready from this node once it is ready for meshed pods (never adds it; docs/taint.md)", func(c *Config, v string) (err error) {
+		c.ReadinessTaint, err = strconv.ParseBool(v)
+		return err
+	}},
+	{"status-path", "STATUS_PATH", "/host/usr/sbin", "agent: PATH of the plug-in STATUS run before the taint is removed: the host's iptables tools, mounted read-only (colon-separated absolute dirs)", func(c *Config, v string) error {
+		for _, d := range filepath.SplitList(v) {
+			if !filepath.IsAbs(d) {
+				return fmt.Errorf("%q is not an absolute path", d)
+			}
+		}
+		c.StatusPath = v
 		return nil
 	}},
 }
