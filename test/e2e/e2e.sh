@@ -235,6 +235,9 @@ else
 	bad "e2e-after-drift Ready"
 fi
 
+# shellcheck source=taint.sh
+. "$E2E_DIR/taint.sh"
+
 # shellcheck source=operator.sh
 . "$E2E_DIR/operator.sh"
 
