@@ -42,7 +42,10 @@ func StatusStdin(conflist []byte, hostKubeconfigDir, kubeconfigDir string) ([]by
 	if err := json.Unmarshal(entry, &m); err != nil {
 		return nil, fmt.Errorf("mesh-cni entry: %w", err)
 	}
-	var kc, ver string
+	var typ, kc, ver string
+	if json.Unmarshal(m["type"], &typ) != nil || typ != "mesh-cni" {
+		return nil, errors.New("no mesh-cni entry (type mesh-cni)")
+	}
 	if raw, ok := m["kubeconfig"]; ok {
 		if err := json.Unmarshal(raw, &kc); err != nil {
 			return nil, fmt.Errorf("mesh-cni entry: kubeconfig: %w", err)
