@@ -52,7 +52,9 @@ func tokenClient(t *testing.T, token string) kubernetes.Interface {
 	return cs
 }
 
-func adminClient(t *testing.T) kubernetes.Interface { return tokenClient(t, api.Users[apitest.AdminUser].Token) }
+func adminClient(t *testing.T) kubernetes.Interface {
+	return tokenClient(t, api.Users[apitest.AdminUser].Token)
+}
 
 var policyOnce sync.Once
 
