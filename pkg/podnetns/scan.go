@@ -1,0 +1,190 @@
+// Package podnetns finds a running pod's network namespace from the host's
+// /proc: the processes whose cgroup path names the pod's UID, and the one
+// netns they all share. The node agent needs it (with hostPID) to program
+// a pod that started before mesh-cni was in the chain, where no runtime
+// hands it a CNI_NETNS.
+package podnetns
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Errors a caller can tell apart (all wrapped with the details).
+var (
+	// ErrNoProcess: no live process of the pod is visible (not on this
+	// node, not started yet, already gone, or no hostPID).
+	ErrNoProcess = errors.New("no process of the pod found")
+	// ErrHostNetwork: the pod's processes are in the host's netns.
+	ErrHostNetwork = errors.New("the pod runs in the host's network namespace (hostNetwork)")
+	// ErrAmbiguous: the pod's processes are in more than one netns.
+	ErrAmbiguous = errors.New("the pod's processes are in different network namespaces")
+	// ErrBadUID: the UID cannot safely be matched against cgroup paths.
+	ErrBadUID = errors.New("invalid pod UID")
+)
+
+// Found is the result of a scan.
+type Found struct {
+	// PID is the pod's longest-running process (its sandbox's pause
+	// process as a rule): the one most likely to outlive the repair.
+	PID int
+	// Inode identifies the netns every process of the pod shares.
+	Inode uint64
+	// Procs is how many processes of the pod were seen.
+	Procs int
+}
+
+// Find scans procRoot (the host's /proc, or a test's tree of the same
+// shape) for the processes of the pod with this UID and returns the netns
+// they share. A process that exits during the scan is skipped.
+func Find(procRoot, uid string) (Found, error) {
+	needles, err := needles(uid)
+	if err != nil {
+		return Found{}, err
+	}
+	host, err := nsInode(filepath.Join(procRoot, "1"))
+	if err != nil {
+		return Found{}, fmt.Errorf("reading the host's netns (%s/1/ns/net; does the agent run with hostPID?): %w", procRoot, err)
+	}
+	pids, err := listPIDs(procRoot)
+	if err != nil {
+		return Found{}, err
+	}
+	var f Found
+	var first uint64 // start time of f.PID
+	seen := map[uint64][]int{}
+	for _, pid := range pids {
+		dir := filepath.Join(procRoot, strconv.Itoa(pid))
+		in, err := inPod(dir, needles)
+		if err != nil || !in {
+			continue // gone or unreadable: skipped
+		}
+		ino, err := nsInode(dir)
+		if err != nil {
+			continue
+		}
+		start, err := startTime(dir)
+		if err != nil {
+			continue
+		}
+		seen[ino] = append(seen[ino], pid)
+		f.Procs++
+		if f.PID == 0 || start < first || start == first && pid < f.PID {
+			f.PID, f.Inode, first = pid, ino, start
+		}
+	}
+	switch {
+	case f.Procs == 0:
+		return Found{}, fmt.Errorf("%w: no process under %s has a cgroup naming pod UID %s", ErrNoProcess, procRoot, uid)
+	case len(seen) > 1:
+		return Found{}, fmt.Errorf("%w: %s", ErrAmbiguous, describe(seen))
+	case f.Inode == host:
+		return Found{}, fmt.Errorf("%w: processes %v share the host's netns", ErrHostNetwork, seen[host])
+	}
+	return f, nil
+}
+
+// needles are the spellings of uid in cgroup paths: as is (cgroupfs
+// driver: .../pod<uid>/...) and with '_' for '-' (systemd driver:
+// kubepods-burstable-pod<uid_with_underscores>.slice). Only UUID-like
+// UIDs are accepted, so an empty or short one cannot match every pod.
+func needles(uid string) ([]string, error) {
+	if len(uid) < 8 || len(uid) > 64 {
+		return nil, fmt.Errorf("%w %q: want a UUID", ErrBadUID, uid)
+	}
+	for _, c := range uid {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
+			return nil, fmt.Errorf("%w %q: want a UUID (hex digits and '-')", ErrBadUID, uid)
+		}
+	}
+	return []string{uid, strings.ReplaceAll(uid, "-", "_")}, nil
+}
+
+// inPod says whether any cgroup line of the process (v1: one per
+// hierarchy, v2: "0::/path") has a path naming the pod.
+func inPod(dir string, needles []string) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup"))
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// hierarchy-ID:controllers:path; the path may itself hold ':'.
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, n := range needles {
+			if strings.Contains(parts[2], n) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// nsInode is the inode of dir/ns/net: equal inodes, same netns.
+func nsInode(dir string) (uint64, error) {
+	st, err := os.Stat(filepath.Join(dir, "ns", "net"))
+	if err != nil {
+		return 0, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("%s/ns/net: no inode", dir)
+	}
+	return sys.Ino, nil
+}
+
+// startTime is field 22 of /proc/PID/stat (clock ticks since boot). The
+// command name (field 2) may contain spaces and ')', so fields are
+// counted from the last ')'.
+func startTime(dir string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%s/stat: no ')'", dir)
+	}
+	fields := strings.Fields(s[i+1:])
+	// fields[0] is field 3 (state); field 22 is fields[19].
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("%s/stat: %d fields", dir, len(fields)+2)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+func listPIDs(procRoot string) ([]int, error) {
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("listing processes in %s: %w", procRoot, err)
+	}
+	var pids []int
+	for _, e := range entries {
+		if e.Type()&fs.ModeType != 0 && !e.IsDir() {
+			continue
+		}
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+func describe(seen map[uint64][]int) string {
+	var parts []string
+	for ino, pids := range seen {
+		parts = append(parts, fmt.Sprintf("netns %d: processes %v", ino, pids))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "; ")
+}
