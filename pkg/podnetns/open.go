@@ -94,4 +94,3 @@ func (h *Handle) StillPod() error {
 
 // Close releases the netns.
 func (h *Handle) Close() error { return h.f.Close() }
-

@@ -43,15 +43,16 @@ type Found struct {
 
 // Find scans procRoot (the host's /proc, or a test's tree of the same
 // shape) for the processes of the pod with this UID and returns the netns
-// they share. A process that exits during the scan is skipped.
+// they share. A process that exits during the scan is skipped; so is one
+// in the host's netns while others of the pod share a netns of their own.
 func Find(procRoot, uid string) (Found, error) {
 	needles, err := needles(uid)
 	if err != nil {
 		return Found{}, err
 	}
-	host, err := nsInode(filepath.Join(procRoot, "1"))
+	host, err := hostInodes(procRoot)
 	if err != nil {
-		return Found{}, fmt.Errorf("reading the host's netns (%s/1/ns/net; does the agent run with hostPID?): %w", procRoot, err)
+		return Found{}, err
 	}
 	pids, err := listPIDs(procRoot)
 	if err != nil {
@@ -60,6 +61,7 @@ func Find(procRoot, uid string) (Found, error) {
 	var f Found
 	var first uint64 // start time of f.PID
 	seen := map[uint64][]int{}
+	var onHost []int
 	for _, pid := range pids {
 		dir := filepath.Join(procRoot, strconv.Itoa(pid))
 		in, err := inPod(dir, needles)
@@ -74,6 +76,13 @@ func Find(procRoot, uid string) (Found, error) {
 		if err != nil {
 			continue
 		}
+		if slices.Contains(host, ino) {
+			// A process being started in the pod (runc's init joins the
+			// cgroup and the namespaces in separate steps), or a
+			// hostNetwork pod: it decides nothing unless it is all there is.
+			onHost = append(onHost, pid)
+			continue
+		}
 		seen[ino] = append(seen[ino], pid)
 		f.Procs++
 		if f.PID == 0 || start < first || start == first && pid < f.PID {
@@ -81,30 +90,68 @@ func Find(procRoot, uid string) (Found, error) {
 		}
 	}
 	switch {
+	case f.Procs == 0 && len(onHost) > 0:
+		return Found{}, fmt.Errorf("%w: processes %v share the host's netns", ErrHostNetwork, onHost)
 	case f.Procs == 0:
 		return Found{}, fmt.Errorf("%w: no process under %s has a cgroup naming pod UID %s", ErrNoProcess, procRoot, uid)
 	case len(seen) > 1:
 		return Found{}, fmt.Errorf("%w: %s", ErrAmbiguous, describe(seen))
-	case f.Inode == host:
-		return Found{}, fmt.Errorf("%w: processes %v share the host's netns", ErrHostNetwork, seen[host])
 	}
 	return f, nil
 }
 
+// hostInodes are the netns a pod must not share: init's (PID 1, the
+// host's with hostPID) and the caller's own (the host's too when the agent
+// runs with hostNetwork; otherwise the agent's pod, not one to repair).
+// Reading init's needs the right to ptrace it, which some sandboxes deny
+// even to root; the caller's own is then the reference.
+func hostInodes(procRoot string) ([]uint64, error) {
+	var inos []uint64
+	var errs []error
+	for _, p := range []string{"1", "self"} {
+		ino, err := nsInode(filepath.Join(procRoot, p))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		inos = append(inos, ino)
+	}
+	if len(inos) == 0 {
+		return nil, fmt.Errorf("reading the host's netns (%s/1/ns/net and %s/self/ns/net; does the agent run with hostPID?): %w",
+			procRoot, procRoot, errors.Join(errs...))
+	}
+	return inos, nil
+}
+
 // needles are the spellings of uid in cgroup paths: as is (cgroupfs
 // driver: .../pod<uid>/...) and with '_' for '-' (systemd driver:
-// kubepods-burstable-pod<uid_with_underscores>.slice). Only UUID-like
-// UIDs are accepted, so an empty or short one cannot match every pod.
+// kubepods-burstable-pod<uid_with_underscores>.slice). Only a UUID (what
+// the API server assigns) is accepted, so an empty, short or odd UID
+// cannot match other pods' paths.
 func needles(uid string) ([]string, error) {
-	if len(uid) < 8 || len(uid) > 64 {
-		return nil, fmt.Errorf("%w %q: want a UUID", ErrBadUID, uid)
-	}
-	for _, c := range uid {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
-			return nil, fmt.Errorf("%w %q: want a UUID (hex digits and '-')", ErrBadUID, uid)
-		}
+	if !isUUID(uid) {
+		return nil, fmt.Errorf("%w %q: want a UUID (8-4-4-4-12 hex digits)", ErrBadUID, uid)
 	}
 	return []string{uid, strings.ReplaceAll(uid, "-", "_")}, nil
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // inPod says whether any cgroup line of the process (v1: one per
@@ -187,4 +234,11 @@ func describe(seen map[uint64][]int) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, "; ")
+}
+
+func statIno(st os.FileInfo) uint64 {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return sys.Ino
+	}
+	return 0
 }
