@@ -69,11 +69,11 @@ func (r *Repairer) program(ctx context.Context, t *target) (changed bool, err er
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	var rollback []error
-	if err := redirect.ApplyAll(t.tables, t.plan.Rulesets, func(fam redirect.Family, cerr error) {
-		rollback = append(rollback, fmt.Errorf("rolling back %s: %w", fam, cerr))
-	}); err != nil {
-		return false, errors.Join(append([]error{fmt.Errorf("programming the redirect: %w", err)}, rollback...)...)
+	// ApplyAll rolls back the families it applied; the failing family is
+	// removed too (r.rollback), in case its restore failed after it had
+	// committed: the pod was running unmeshed and is left exactly so.
+	if err := redirect.ApplyAll(t.tables, t.plan.Rulesets, nil); err != nil {
+		return false, errors.Join(fmt.Errorf("programming the redirect: %w", err), r.rollback(t))
 	}
 	ok, detail, err := verify(t.tables, t.plan.Rulesets)
 	if err == nil && !ok {

@@ -104,11 +104,14 @@ func Find(procRoot, uid string) (Found, error) {
 // host's with hostPID) and the caller's own (the host's too when the agent
 // runs with hostNetwork; otherwise the agent's pod, not one to repair).
 // Reading init's needs the right to ptrace it, which some sandboxes deny
-// even to root; the caller's own is then the reference.
+// even to root; the caller's own is then the reference. The caller's is
+// its thread's, not /proc/self's: a Go process whose main thread was
+// locked into a pod's netns (nat's setns threads may land on it, and it is
+// then parked there for good) would otherwise take that pod for the host.
 func hostInodes(procRoot string) ([]uint64, error) {
 	var inos []uint64
 	var errs []error
-	for _, p := range []string{"1", "self"} {
+	for _, p := range []string{"1", "thread-self"} {
 		ino, err := nsInode(filepath.Join(procRoot, p))
 		if err != nil {
 			errs = append(errs, err)
@@ -117,7 +120,7 @@ func hostInodes(procRoot string) ([]uint64, error) {
 		inos = append(inos, ino)
 	}
 	if len(inos) == 0 {
-		return nil, fmt.Errorf("reading the host's netns (%s/1/ns/net and %s/self/ns/net; does the agent run with hostPID?): %w",
+		return nil, fmt.Errorf("reading the host's netns (%s/1/ns/net and %s/thread-self/ns/net; does the agent run with hostPID?): %w",
 			procRoot, procRoot, errors.Join(errs...))
 	}
 	return inos, nil

@@ -25,7 +25,7 @@ type fakeProc struct {
 func newFakeProc(t *testing.T) *fakeProc {
 	f := &fakeProc{t: t, root: t.TempDir()}
 	f.proc(1, "host", "0::/init.scope\n", 1)
-	must(t, os.Symlink("1", filepath.Join(f.root, "self")))
+	must(t, os.Symlink("1", filepath.Join(f.root, "thread-self")))
 	return f
 }
 
