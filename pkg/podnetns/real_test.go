@@ -3,6 +3,8 @@ package podnetns
 import (
 	"errors"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 
@@ -168,4 +170,50 @@ func TestOpenRealChurn(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestOpenRealNeedsPtrace: the pod's process runs as another user (a pause
+// process's 65535). Without CAP_SYS_PTRACE the agent cannot read its
+// netns: an error naming the capability, never "no process" or a skip;
+// with it (and nothing else) the netns is found. The scan runs in this
+// test binary re-executed under setpriv with the capabilities chosen.
+func TestOpenRealNeedsPtrace(t *testing.T) {
+	needRoot(t)
+	if os.Getenv(helperEnv) != "" {
+		t.Skip("helper")
+	}
+	n := newNetns(t)
+	p := newPod(t, uid, cnitest.Cgroupfs)
+	if _, err := p.StartAs("pause", n.Path(), 65535); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(caps string) (string, error) {
+		cmd := exec.Command("setpriv", "--bounding-set=-all"+caps, "--inh-caps=-all", os.Args[0], "-test.run=^TestHelperOpen$", "-test.v")
+		cmd.Env = append(os.Environ(), helperEnv+"="+uid)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := scan(",+net_admin,+sys_admin")
+	if err == nil || !strings.Contains(out, "CAP_SYS_PTRACE") {
+		t.Fatalf("without CAP_SYS_PTRACE: %v\n%s", err, out)
+	}
+	if out, err := scan(",+sys_ptrace"); err != nil || !strings.Contains(out, "found netns") {
+		t.Fatalf("with CAP_SYS_PTRACE: %v\n%s", err, out)
+	}
+}
+
+const helperEnv = "PODNETNS_HELPER_UID"
+
+// TestHelperOpen is TestOpenRealNeedsPtrace's scanner; it only runs there.
+func TestHelperOpen(t *testing.T) {
+	u := os.Getenv(helperEnv)
+	if u == "" {
+		t.Skip("run by TestOpenRealNeedsPtrace")
+	}
+	h, err := Open("/proc", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	t.Logf("found netns %d of process %d", h.Inode, h.PID)
 }

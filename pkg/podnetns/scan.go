@@ -28,6 +28,10 @@ var (
 	ErrAmbiguous = errors.New("the pod's processes are in different network namespaces")
 	// ErrBadUID: the UID cannot safely be matched against cgroup paths.
 	ErrBadUID = errors.New("invalid pod UID")
+	// ErrPermission: a process of the pod could not be looked at; opening
+	// another user's (or a more privileged process's) /proc/PID/ns/net
+	// needs CAP_SYS_PTRACE.
+	ErrPermission = errors.New("not allowed to read the netns of the pod's processes (the agent needs CAP_SYS_PTRACE)")
 )
 
 // Found is the result of a scan.
@@ -61,7 +65,7 @@ func Find(procRoot, uid string) (Found, error) {
 	var f Found
 	var first uint64 // start time of f.PID
 	seen := map[uint64][]int{}
-	var onHost []int
+	var onHost, denied []int
 	for _, pid := range pids {
 		dir := filepath.Join(procRoot, strconv.Itoa(pid))
 		in, err := inPod(dir, needles)
@@ -69,6 +73,10 @@ func Find(procRoot, uid string) (Found, error) {
 			continue // gone or unreadable: skipped
 		}
 		ino, err := nsInode(dir)
+		if errors.Is(err, fs.ErrPermission) {
+			denied = append(denied, pid)
+			continue
+		}
 		if err != nil {
 			continue
 		}
@@ -90,6 +98,9 @@ func Find(procRoot, uid string) (Found, error) {
 		}
 	}
 	switch {
+	case len(denied) > 0:
+		// Fail closed: an unreadable process could be in another netns.
+		return Found{}, fmt.Errorf("%w: processes %v", ErrPermission, denied)
 	case f.Procs == 0 && len(onHost) > 0:
 		return Found{}, fmt.Errorf("%w: processes %v share the host's netns", ErrHostNetwork, onHost)
 	case f.Procs == 0:

@@ -86,6 +86,12 @@ func (p *PodProcs) podDir() string { return p.dirs[len(p.dirs)-1] }
 // cgroup under the pod's, in the netns at netnsPath ("" = the caller's).
 // It returns once the process is in both.
 func (p *PodProcs) Start(container, netnsPath string) (*exec.Cmd, error) {
+	return p.StartAs(container, netnsPath, 0)
+}
+
+// StartAs is Start with the sleeper running as uid:uid with no
+// capabilities (a pause process runs as 65535), when uid is not 0.
+func (p *PodProcs) StartAs(container, netnsPath string, uid int) (*exec.Cmd, error) {
 	dir := filepath.Join(p.podDir(), container)
 	if p.driver == Systemd {
 		dir = filepath.Join(p.podDir(), "cri-containerd-"+container+".scope")
@@ -99,6 +105,10 @@ func (p *PodProcs) Start(container, netnsPath string) (*exec.Cmd, error) {
 	args := []string{"-c", `d="$1"; shift; echo $$ > "$d/cgroup.procs" && exec "$@"`, "sh", dir}
 	if netnsPath != "" {
 		args = append(args, "nsenter", "--net="+netnsPath, "--")
+	}
+	if uid != 0 {
+		args = append(args, "setpriv", fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups",
+			"--inh-caps=-all", "--bounding-set=-all")
 	}
 	cmd := exec.Command("sh", append(args, "sleep", "3600")...)
 	if err := cmd.Start(); err != nil {
