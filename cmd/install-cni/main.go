@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,9 @@ func run(ctx context.Context, cfg installer.Config, acfg agent.Config) error {
 			return err
 		}
 		cfg.ReadyCheck = a.Ready
+		if err := enableRepair(&cfg, a, rc); err != nil {
+			return err
+		}
 		done := make(chan error, 1)
 		go func() { done <- a.Run(bgCtx) }()
 		bg = append(bg, done)
@@ -123,4 +127,33 @@ func newPluginToken(cfg installer.Config, acfg agent.Config, rc *rest.Config, re
 		Logger: cfg.Logger, Registry: reg}
 	pcfg.BoundNode = acfg.NodeName
 	return plugintoken.New(pcfg, core.ServiceAccounts(ns))
+}
+
+// enableRepair wires the repair controller (docs/repair.md): the
+// installer's state goes to it through OnState, which only stores it and
+// notifies the controller when it changed (OnState must not block).
+func enableRepair(cfg *installer.Config, a *agent.Agent, rc *rest.Config) error {
+	core, err := typedcorev1.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("repair API client: %w", err)
+	}
+	var state atomic.Pointer[installer.State]
+	state.Store(&installer.State{})
+	ctl, err := a.EnableRepair(core, nil, func() (string, bool) {
+		s := state.Load()
+		return s.ConflistPath, s.Installed
+	})
+	if err != nil {
+		return err
+	}
+	prev := cfg.OnState
+	cfg.OnState = func(s installer.State) {
+		if prev != nil {
+			prev(s)
+		}
+		if old := state.Swap(&s); old.Installed != s.Installed || old.ConflistPath != s.ConflistPath {
+			ctl.Notify()
+		}
+	}
+	return nil
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/meshcni/mesh-cni/pkg/repair"
 )
 
 // Config is the agent's validated configuration.
@@ -36,6 +38,9 @@ type Config struct {
 	// plug-in's kubeconfig (pkg/plugintoken); "" = copy the mounted token.
 	PluginServiceAccount string
 	PluginTokenExpiry    time.Duration // the lifetime asked for each token
+	// RepairMode is what the repair controller does to an unmeshed pod
+	// (docs/repair.md).
+	RepairMode repair.Mode
 
 	// Set by embedders and tests.
 	Out      io.Writer // the decision log (stdout)
@@ -105,6 +110,10 @@ var flags = []flagSpec{
 		}
 		c.PluginTokenExpiry = d
 		return nil
+	}},
+	{"repair-mode", "REPAIR_MODE", string(repair.DefaultMode), "agent: what to do with a pod of this node that runs without the mesh redirect: delete (its controller recreates it redirected), label (mesh-cni.io/unmeshed=true), repair (program the redirect in place; needs the repair-inplace component), off (flag only); every mode posts an Unmeshed Warning Event (docs/repair.md)", func(c *Config, v string) (err error) {
+		c.RepairMode, err = repair.ParseMode(v)
+		return err
 	}},
 }
 
