@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/meshcni/mesh-cni/pkg/agent"
+	"github.com/meshcni/mesh-cni/pkg/inplace"
 	"github.com/meshcni/mesh-cni/pkg/installer"
 	"github.com/meshcni/mesh-cni/pkg/plugintoken"
 )
@@ -139,7 +140,9 @@ func enableRepair(cfg *installer.Config, a *agent.Agent, rc *rest.Config) error 
 	}
 	var state atomic.Pointer[installer.State]
 	state.Store(&installer.State{})
-	ctl, err := a.EnableRepair(core, nil, func() (string, bool) {
+	// inplace.New is only called on in repair mode (REPAIR_MODE=repair,
+	// deploy/components/repair-inplace gives it hostPID and the capabilities).
+	ctl, err := a.EnableRepair(core, inplace.New(), func() (string, bool) {
 		s := state.Load()
 		return s.ConflistPath, s.Installed
 	})
