@@ -41,6 +41,9 @@ if ((ip_ready)); then
 	        path: /spec/template/spec/containers/0/env/-
 	        value: {name: KUBERNETES_SERVICE_PORT, value: "443"}
 	EOF2
+	# (a server-side dry run needs the namespace to exist: apply it first, as e2e.sh does)
+	kubectl_ kustomize "$WORK/repair-inplace" | kubectl_ create --dry-run=client -o json -f - 2>/dev/null |
+		jq -c 'if .kind == "List" then .items[] else . end | select(.kind == "Namespace")' | kubectl_ apply -f - >&2
 	check "the real API server accepts deploy/ + components/repair-inplace (dry run)" \
 		kubectl_ apply --dry-run=server -k "$WORK/repair-inplace"
 	kubectl_ apply -k "$WORK/repair-inplace" >&2
