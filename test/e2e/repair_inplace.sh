@@ -51,7 +51,7 @@ if ((ip_ready)); then
 	t_ready=$SECONDS
 	if wait_for "e2e-inplace's netns holds ISTIO rules" 60 has_istio_chains "$IP_PID"; then
 		ok "the running pod's netns got the redirect $((SECONDS - t_ready)) s after the DaemonSet was ready"
-		echo "in-place repair: $((SECONDS - t_ready)) s from DaemonSet ready to repaired (1 s polling)"
+		echo "in-place repair: $((SECONDS - t_ready)) s from the rollout's end to the rules seen (1 s polling)"
 	else
 		bad "the running pod's netns got the redirect within 60 s of the DaemonSet being ready"
 		kubectl_ logs -n "$ds_ns" "ds/$ds_name" --tail=30 2>&1
@@ -91,6 +91,15 @@ if ((ip_ready)); then
 	rec=$(cat "/var/run/mesh-cni/sandboxes/inplace-$IP_UID.json" 2>/dev/null)
 	check "the agent recorded the pod as redirected (sandboxes/inplace-$IP_UID.json)" \
 		jq -e --arg u "$IP_UID" '.uid == $u and .decision == "redirected"' <<<"${rec:-null}"
+	# the record's time against the agent's start and readiness (API times are whole seconds)
+	ag=$(kubectl_ get pods -n "$ds_ns" -o json | jq -c --arg n "$ds_name" '.items[] | select(.metadata.name | startswith($n))' | head -1)
+	t_rec=$(jq -r '.time // empty' <<<"${rec:-null}")
+	t_start=$(jq -r '.status.containerStatuses[0].state.running.startedAt // empty' <<<"$ag")
+	t_rdy=$(jq -r '.status.conditions[] | select(.type == "Ready") | .lastTransitionTime' <<<"$ag")
+	if [[ -n $t_rec && -n $t_start && -n $t_rdy ]]; then
+		ms() { echo $(($(date -d "$1" +%s%3N) - $(date -d "$2" +%s%3N))); }
+		echo "in-place repair: recorded $(ms "$t_rec" "$t_start") ms after the agent container started, $(ms "$t_rec" "$t_rdy") ms after its pod became Ready (negative: before)"
+	fi
 
 	step "in-place repair: the agent has exactly the capabilities the component grants, and no pod delete/patch"
 	ds_pod=$(kubectl_ get pods -n "$ds_ns" -o name | grep "$ds_name" | head -1)
