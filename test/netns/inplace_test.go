@@ -43,7 +43,7 @@ type running struct {
 	core  *corev1.Pod
 }
 
-func newUID(t *testing.T) string {
+func newUID(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
@@ -70,7 +70,7 @@ func startPod(t *testing.T, name string, annotations map[string]string, d cnites
 }
 
 // toPod is the pod as the API serves it, decoded as the agent does.
-func toPod(t *testing.T, p *corev1.Pod) *pod.Pod {
+func toPod(t testing.TB, p *corev1.Pod) *pod.Pod {
 	t.Helper()
 	p.APIVersion, p.Kind = "v1", "Pod"
 	b, err := json.Marshal(p)
@@ -280,6 +280,50 @@ func TestInPlaceTraffic(t *testing.T) {
 			for _, c := range []*exec.Cmd{proxy, app} {
 				if c.ProcessState != nil || c.Process.Signal(syscall.Signal(0)) != nil {
 					t.Errorf("process %d did not keep running", c.Process.Pid)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkInPlaceRepair is one repair of a running, unmeshed seed pod:
+// the /proc scans (find, and confirm after), the netns lock, the check,
+// the restore and read-back, the record. The pod's netns and process are
+// made and removed untimed.
+func BenchmarkInPlaceRepair(b *testing.B) {
+	for _, backend := range backends {
+		b.Run(string(backend), func(b *testing.B) {
+			conf, _ := json.Marshal(map[string]any{"cniVersion": "1.0.0", "name": "mesh-bench", "type": "mesh-cni",
+				"iptablesBackend": string(backend), "sandboxDir": b.TempDir()})
+			cfg, err := config.Parse(conf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := repairer(5 * time.Second)
+			for range b.N {
+				b.StopTimer()
+				core := cnitest.SeedPod("default", "productpage", redirecttest.SeedAnnotations)
+				core.UID = types.UID(newUID(b))
+				n, err := cnitest.NewNetns("mcni-bench")
+				if err != nil {
+					b.Fatal(err)
+				}
+				procs, err := cnitest.NewPodProcs(string(core.UID), drivers(backend))
+				if err == nil {
+					_, err = procs.Start("pause", n.Path())
+				}
+				p := toPod(b, core)
+				b.StartTimer()
+				if err == nil {
+					_, err = r.RepairInPlace(context.Background(), p, []string{"198.18.0.5"}, cfg)
+				}
+				b.StopTimer()
+				if procs != nil {
+					procs.Close()
+				}
+				n.Delete()
+				if err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
