@@ -46,11 +46,11 @@ type Config struct {
 	Logger   *slog.Logger
 
 	// Zero values take the defaults.
-	BackoffBase  time.Duration // first retry after a failure (1s) ...
-	BackoffMax   time.Duration // ... doubling up to this (5m)
-	RecordGrace  time.Duration // a record younger than this is never pruned (2m)
-	SafetyResync time.Duration // every pod looked at again, whatever happened (10m)
-	Workers      int           // (4)
+	BackoffBase  time.Duration                             // first retry after a failure (1s) ...
+	BackoffMax   time.Duration                             // ... doubling up to this (5m)
+	RecordGrace  time.Duration                             // a record younger than this is never pruned (2m)
+	SafetyResync time.Duration                             // every pod looked at again, whatever happened (10m)
+	Workers      int                                       // (4)
 	LoadConfig   func(path string) (*config.Config, error) // config.Load
 	Now          func() time.Time
 }
@@ -100,8 +100,11 @@ type Controller struct {
 	cfg   Config
 	log   *slog.Logger
 	m     *metrics
-	queue workqueue.TypedRateLimitingInterface[string]
-	recs  *recordSet
+	queue workqueue.TypedDelayingInterface[string]
+	// backoff spaces the retries of a failing pod; the pod's own updates
+	// do not cut it short (podState.retryAt).
+	backoff workqueue.TypedRateLimiter[string]
+	recs    *recordSet
 
 	mu          sync.Mutex
 	pods        map[string]*podState // by namespace/name
@@ -114,8 +117,9 @@ type Controller struct {
 type podState struct {
 	uid, sandbox string
 	detected     time.Time
-	flagged      bool // Unmeshed Event posted, gauge counts it
-	done         bool // the mode's action succeeded (or has nothing to do)
+	flagged      bool      // Unmeshed Event posted, gauge counts it
+	done         bool      // the mode's action succeeded (or has nothing to do)
+	retryAt      time.Time // after a failure: no new attempt before
 }
 
 // New builds the controller and subscribes it to the cache.
@@ -124,13 +128,12 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{
-		cfg:  cfg,
-		log:  cfg.Logger.With("part", "repair", "mode", string(cfg.Mode)),
-		m:    newMetrics(cfg.Registry),
-		pods: map[string]*podState{},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.BackoffBase, cfg.BackoffMax),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "mesh-cni-repair"}),
+		cfg:     cfg,
+		log:     cfg.Logger.With("part", "repair", "mode", string(cfg.Mode)),
+		m:       newMetrics(cfg.Registry),
+		pods:    map[string]*podState{},
+		queue:   workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "mesh-cni-repair"}),
+		backoff: workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.BackoffBase, cfg.BackoffMax),
 	}
 	c.recs = newRecordSet(c.log, c.onRecordsChanged)
 	if err := cfg.Cache.Subscribe(c.onPod); err != nil {
@@ -206,16 +209,20 @@ func (c *Controller) work(ctx context.Context) {
 func (c *Controller) handle(ctx context.Context, key string) {
 	cfg, ok := c.active()
 	if !ok {
-		c.queue.Forget(key) // Notify and the sync bring it back
-		return
+		return // Notify and the sync bring it back
 	}
 	if key == recordsKey {
 		c.recordsPass(cfg)
 		return
 	}
-	if retry := c.reconcile(ctx, key, cfg); retry {
-		c.queue.AddRateLimited(key)
-		return
-	}
-	c.queue.Forget(key)
+	c.reconcile(ctx, key, cfg)
+}
+
+// retryLater schedules the next attempt after a failure, backing off.
+func (c *Controller) retryLater(key string, st *podState) {
+	d := c.backoff.When(key)
+	c.mu.Lock()
+	st.retryAt = c.cfg.Now().Add(d)
+	c.mu.Unlock()
+	c.queue.AddAfter(key, d)
 }

@@ -68,14 +68,13 @@ func (c *Controller) pluginConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
-// reconcile judges one pod and acts on it; retry asks for a backed-off
-// retry (the action failed).
-func (c *Controller) reconcile(ctx context.Context, key string, cfg *config.Config) (retry bool) {
+// reconcile judges one pod and acts on it.
+func (c *Controller) reconcile(ctx context.Context, key string, cfg *config.Config) {
 	ns, name, _ := strings.Cut(key, "/")
 	e, ok := c.cfg.Cache.Peek(ns, name)
 	if !ok {
 		c.clear(key)
-		return false
+		return
 	}
 	v := unmeshed.Decide(e, cfg, c.recs.snapshot(cfg.SandboxDir))
 	if v.Unmeshed {
@@ -85,7 +84,7 @@ func (c *Controller) reconcile(ctx context.Context, key string, cfg *config.Conf
 	}
 	if !v.Unmeshed {
 		c.clear(key)
-		return false
+		return
 	}
 	st := c.state(key, e, v)
 	if !st.flagged {
@@ -95,8 +94,11 @@ func (c *Controller) reconcile(ctx context.Context, key string, cfg *config.Conf
 		c.mu.Unlock()
 		c.setGauge()
 	}
-	if st.done {
-		return false
+	c.mu.Lock()
+	done, wait := st.done, st.retryAt.Sub(c.cfg.Now())
+	c.mu.Unlock()
+	if done || wait > 0 { // backing off: the scheduled retry comes
+		return
 	}
 	out := c.act(ctx, e, cfg)
 	c.m.repairs.WithLabelValues(string(c.cfg.Mode), out.result).Inc()
@@ -105,15 +107,16 @@ func (c *Controller) reconcile(ctx context.Context, key string, cfg *config.Conf
 	}
 	if out.result == resultFailed {
 		c.log.Warn("repair of an unmeshed pod failed; backing off", "pod", key, "uid", string(e.UID), "error", out.message)
-		return true
+		c.retryLater(key, st)
+		return
 	}
+	c.backoff.Forget(key)
 	c.mu.Lock()
 	st.done = true
 	since, detected := c.cfg.Now().Sub(c.activeSince), c.cfg.Now().Sub(st.detected)
 	c.mu.Unlock()
 	c.log.Info("unmeshed pod handled", "pod", key, "uid", string(e.UID), "result", out.result, "detail", out.message,
 		"sinceActiveMs", since.Milliseconds(), "sinceDetectedMs", detected.Milliseconds())
-	return false
 }
 
 // state is the pod's state for its current sandbox: a new pod (UID) or a
@@ -125,12 +128,14 @@ func (c *Controller) state(key string, e *podcache.Entry, v unmeshed.Verdict) *p
 	if !ok || st.uid != string(e.UID) || st.sandbox != v.Sandbox {
 		st = &podState{uid: string(e.UID), sandbox: v.Sandbox, detected: c.cfg.Now()}
 		c.pods[key] = st
+		c.backoff.Forget(key) // a new sandbox starts without the old one's failures
 	}
 	return st
 }
 
 // clear forgets a pod that is not (or no longer) unmeshed.
 func (c *Controller) clear(key string) {
+	c.backoff.Forget(key)
 	c.mu.Lock()
 	_, had := c.pods[key]
 	delete(c.pods, key)

@@ -36,20 +36,20 @@ func newRecordSet(log *slog.Logger, changed func()) *recordSet {
 }
 
 // watch makes sure dir is the one watched (the installed config names it;
-// it may change with the config). The dir is created as the plug-in would
-// (0700), so the watch can start before the first ADD.
+// it may change with the config). A dir the plug-in has not created yet is
+// not created here (the agent leaves nothing on the host it did not need):
+// it is looked for again at the next call, and read as no records meanwhile.
 func (s *recordSet) watch(dir string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if dir == s.dir || dir == "" {
 		return
 	}
-	s.stopLocked()
-	s.dir, s.dirty = dir, true
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		s.log.Warn("cannot create the sandbox records dir; only the safety resync looks at it", "dir", dir, "error", err)
+	if _, err := os.Stat(dir); err != nil {
 		return
 	}
+	s.stopLocked()
+	s.dir, s.dirty = dir, true
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
 		err = w.Add(dir)
@@ -63,6 +63,8 @@ func (s *recordSet) watch(dir string) {
 	}
 	s.w = w
 	go s.loop(w)
+	// Records written before the watch started are read by the next pass.
+	go s.changed()
 }
 
 func (s *recordSet) loop(w *fsnotify.Watcher) {
