@@ -217,7 +217,8 @@ func TestDeployManifests(t *testing.T) {
 	}
 }
 
-// TestDockerfile: multi-stage, static, and the paths the DaemonSet expects.
+// TestDockerfile: multi-stage, static binaries, the iptables tools for the
+// in-place repair, and the paths the DaemonSet expects.
 func TestDockerfile(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(deployDir, "Dockerfile"))
 	if err != nil {
@@ -228,13 +229,15 @@ func TestDockerfile(t *testing.T) {
 		"FROM golang:", " AS build", "CGO_ENABLED=0", "./cmd/install-cni", "./cmd/mesh-cni",
 		"FROM gcr.io/distroless/static", "/usr/local/bin/install-cni", "/opt/mesh-cni/mesh-cni",
 		`ENTRYPOINT ["/usr/local/bin/install-cni"]`,
+		"FROM debian:bookworm-slim AS iptables", "apt-get install -y --no-install-recommends iptables iproute2",
+		"COPY --from=iptables /out/ /",
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
-	if strings.Count(df, "\nFROM ") != 2 {
-		t.Error("Dockerfile is not a two-stage build")
+	if strings.Count(df, "\nFROM ") != 3 {
+		t.Error("Dockerfile is not a three-stage build (Go, iptables, final)")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/meshcni/mesh-cni/pkg/agent"
+	"github.com/meshcni/mesh-cni/pkg/inplace"
 	"github.com/meshcni/mesh-cni/pkg/installer"
 	"github.com/meshcni/mesh-cni/pkg/plugintoken"
 	"github.com/meshcni/mesh-cni/pkg/readiness"
@@ -116,6 +118,9 @@ func run(ctx context.Context, cfg installer.Config, acfg agent.Config) error {
 			return err
 		}
 		cfg.ReadyCheck = a.Ready
+		if err := enableRepair(&cfg, a, rc); err != nil {
+			return err
+		}
 		done := make(chan error, 1)
 		go func() { done <- a.Run(bgCtx) }()
 		bg = append(bg, done)
@@ -169,4 +174,35 @@ func newLifter(cfg installer.Config, acfg agent.Config, rc *rest.Config, reg *pr
 		Logger:   cfg.Logger,
 		Registry: reg,
 	})
+}
+
+// enableRepair wires the repair controller (docs/repair.md): the
+// installer's state goes to it through OnState, which only stores it and
+// notifies the controller when it changed (OnState must not block).
+func enableRepair(cfg *installer.Config, a *agent.Agent, rc *rest.Config) error {
+	core, err := typedcorev1.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("repair API client: %w", err)
+	}
+	var state atomic.Pointer[installer.State]
+	state.Store(&installer.State{})
+	// inplace.New is only called on in repair mode (REPAIR_MODE=repair,
+	// deploy/components/repair-inplace gives it hostPID and the capabilities).
+	ctl, err := a.EnableRepair(core, inplace.New(), func() (string, bool) {
+		s := state.Load()
+		return s.ConflistPath, s.Installed
+	})
+	if err != nil {
+		return err
+	}
+	prev := cfg.OnState
+	cfg.OnState = func(s installer.State) {
+		if prev != nil {
+			prev(s)
+		}
+		if old := state.Swap(&s); old.Installed != s.Installed || old.ConflistPath != s.ConflistPath {
+			ctl.Notify()
+		}
+	}
+	return nil
 }

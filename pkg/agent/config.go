@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/meshcni/mesh-cni/pkg/repair"
 )
 
 // Config is the agent's validated configuration.
@@ -42,6 +44,9 @@ type Config struct {
 	// StatusPath is the PATH of that check's plug-in STATUS: the host's
 	// iptables tools as mounted in the container.
 	StatusPath string
+	// RepairMode is what the repair controller does to an unmeshed pod
+	// (docs/repair.md).
+	RepairMode repair.Mode
 
 	// Set by embedders and tests.
 	Out      io.Writer // the decision log (stdout)
@@ -127,6 +132,10 @@ var flags = []flagSpec{
 		}
 		c.StatusPath = v
 		return nil
+	}},
+	{"repair-mode", "REPAIR_MODE", string(repair.DefaultMode), "agent: what to do with a pod of this node that runs without the mesh redirect: delete (its controller recreates it redirected), label (mesh-cni.io/unmeshed=true), repair (program the redirect in place; needs the repair-inplace component), off (flag only); every mode posts an Unmeshed Warning Event (docs/repair.md)", func(c *Config, v string) (err error) {
+		c.RepairMode, err = repair.ParseMode(v)
+		return err
 	}},
 }
 

@@ -255,6 +255,9 @@ else
 	bad "e2e-after-uninstall Ready"
 fi
 
+# shellcheck source=repair_inplace.sh
+. "$E2E_DIR/repair_inplace.sh"
+
 kubectl_ delete -k "$WORK/bookinfo" --wait=false >/dev/null 2>&1
 kubectl_ delete pod -n default e2e-no-sidecar e2e-inject-false e2e-after-drift e2e-after-uninstall --wait=false >/dev/null 2>&1
 kubectl_ delete pod -n kube-system e2e-excluded-ns --wait=false >/dev/null 2>&1
