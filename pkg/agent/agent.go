@@ -176,4 +176,7 @@ func (a *Agent) watchSync(ctx context.Context) {
 	}
 	a.m.cacheSynced.Set(1)
 	a.log.Info("pod cache synced", "node", a.cfg.NodeName)
+	if a.cfg.OnReady != nil {
+		a.cfg.OnReady()
+	}
 }

@@ -235,6 +235,9 @@ else
 	bad "e2e-after-drift Ready"
 fi
 
+# shellcheck source=taint.sh
+. "$E2E_DIR/taint.sh"
+
 # shellcheck source=operator.sh
 . "$E2E_DIR/operator.sh"
 
@@ -251,6 +254,9 @@ if wait_ready default pod/e2e-after-uninstall; then
 else
 	bad "e2e-after-uninstall Ready"
 fi
+
+# shellcheck source=repair_inplace.sh
+. "$E2E_DIR/repair_inplace.sh"
 
 kubectl_ delete -k "$WORK/bookinfo" --wait=false >/dev/null 2>&1
 kubectl_ delete pod -n default e2e-no-sidecar e2e-inject-false e2e-after-drift e2e-after-uninstall --wait=false >/dev/null 2>&1
