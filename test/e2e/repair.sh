@@ -184,13 +184,8 @@ echo "repair timing, the agent's log ([pod, result, ms from the controller becom
 echo "$handled"
 check "the agent logged each handled pod with its time since active" grep -q "$RJ" <<<"$handled"
 
-# The in-place helper's checks (mode repair) run here, with mesh-cni
-# installed in the default mode by $DEL; they may use the helpers above
-# (repair_overlay, repair_workloads, uninstall_overlay, running_unmeshed...).
-if [[ -f $E2E_DIR/repair_inplace.sh ]]; then
-	# shellcheck source=/dev/null
-	. "$E2E_DIR/repair_inplace.sh"
-fi
+# The in-place checks (mode repair) are repair_inplace.sh, which e2e.sh
+# sources itself, before this file.
 
 step "repair: clean up"
 kubectl_ delete deploy,job -n default e2e-repair-deploy e2e-repair-job e2e-repair-deploy2 e2e-repair-job2 --wait=false >/dev/null 2>&1
