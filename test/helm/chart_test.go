@@ -31,8 +31,16 @@ var (
 		return filepath.Clean(filepath.Join(filepath.Dir(f), "..", ".."))
 	}()
 	chartDir   = filepath.Join(repoRoot, "deploy", "helm", "mesh-cni")
-	deployDir  = filepath.Join(repoRoot, "deploy")
 	profileDir = filepath.Join(chartDir, "profiles")
+	// deployDir is the kustomize base the chart must match;
+	// MESH_CNI_DEPLOY_DIR compares with another tree (a branch's deploy/
+	// before it is merged).
+	deployDir = func() string {
+		if d := os.Getenv("MESH_CNI_DEPLOY_DIR"); d != "" {
+			return d
+		}
+		return filepath.Join(repoRoot, "deploy")
+	}()
 )
 
 // tools are the binaries the tests run.

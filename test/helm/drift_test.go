@@ -31,8 +31,16 @@ func (tl tools) kustomize(t *testing.T, dir string) string {
 func overlay(t *testing.T, base, component string) string {
 	t.Helper()
 	dir := t.TempDir()
-	k := "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Kustomization\nresources:\n  - " + base +
-		"\ncomponents:\n  - " + component + "\n"
+	// kustomize takes only relative paths
+	rel := func(p string) string {
+		r, err := filepath.Rel(dir, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel(base) +
+		"\ncomponents:\n  - " + rel(component) + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,28 @@ import (
 // object is one rendered Kubernetes object, as JSON-compatible values.
 type object map[string]any
 
+// clusterScoped are the kinds the API server stores without a namespace: it
+// clears metadata.namespace on create (rest.BeforeCreate), so one set there
+// (kustomize's namespace transformer sets it on kinds it does not know, such
+// as ValidatingAdmissionPolicy) makes no difference to the system.
+var clusterScoped = map[string]bool{
+	"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true,
+	"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true,
+	"MutatingAdmissionPolicy": true, "MutatingAdmissionPolicyBinding": true,
+	"ValidatingWebhookConfiguration": true, "MutatingWebhookConfiguration": true,
+	"PriorityClass": true, "CustomResourceDefinition": true, "SecurityContextConstraints": true,
+}
+
+// normalize drops what the API server drops: a cluster-scoped object's namespace.
+func normalize(o object) object {
+	if kind, _ := o["kind"].(string); clusterScoped[kind] {
+		if md, ok := o["metadata"].(map[string]any); ok {
+			delete(md, "namespace")
+		}
+	}
+	return o
+}
+
 // key names an object the way the API server does.
 func (o object) key() string {
 	md, _ := o["metadata"].(map[string]any)
@@ -34,6 +56,7 @@ func parseObjects(stream string) (map[string]object, error) {
 		if len(o) == 0 {
 			continue
 		}
+		o = normalize(o)
 		k := o.key()
 		if _, dup := objs[k]; dup {
 			return nil, fmt.Errorf("%s rendered twice", k)
@@ -137,6 +160,11 @@ func diffValues(path string, want, got any) []string {
 	}
 	ws, wok := want.([]any)
 	gs, gok := got.([]any)
+	if wok && gok {
+		if field, ok := listKey(ws, gs); ok {
+			return diffKeyed(path, field, ws, gs)
+		}
+	}
 	if wok && gok && len(ws) == len(gs) {
 		var out []string
 		for i := range ws {
@@ -198,4 +226,53 @@ func compareRenders(kustomize, helm map[string]object, namespace string) []strin
 		}
 	}
 	return diffs
+}
+
+// listKey finds the field that names every element of both lists (env and
+// volumes by name, volumeMounts by mountPath), so a difference is reported
+// per element rather than as two whole lists.
+func listKey(lists ...[]any) (string, bool) {
+	for _, field := range []string{"name", "mountPath"} {
+		ok := true
+		for _, l := range lists {
+			for _, e := range l {
+				m, isMap := e.(map[string]any)
+				if _, has := m[field].(string); !isMap || !has {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			return field, true
+		}
+	}
+	return "", false
+}
+
+func diffKeyed(path, field string, want, got []any) []string {
+	index := func(l []any) (map[string]any, []string) {
+		m := map[string]any{}
+		var order []string
+		for _, e := range l {
+			k := e.(map[string]any)[field].(string)
+			m[k] = e
+			order = append(order, k)
+		}
+		return m, order
+	}
+	wm, wo := index(want)
+	gm, gordered := index(got)
+	var out []string
+	for _, k := range wo {
+		out = append(out, diffValues(fmt.Sprintf("%s[%s=%s]", path, field, k), wm[k], gm[k])...)
+	}
+	for _, k := range gordered {
+		if _, ok := wm[k]; !ok {
+			out = append(out, diffValues(fmt.Sprintf("%s[%s=%s]", path, field, k), nil, gm[k])...)
+		}
+	}
+	if len(out) == 0 && !reflect.DeepEqual(wo, gordered) {
+		out = append(out, fmt.Sprintf("%s: order: kustomize %v, helm %v", path, wo, gordered))
+	}
+	return out
 }
