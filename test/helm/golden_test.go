@@ -27,6 +27,12 @@ func goldenCases(t *testing.T) map[string][]string {
 		"servicemonitor-no-crd": {"--set", "metrics.serviceMonitor.enabled=true"},
 		"custom": {"-f", filepath.Join("testdata", "custom-values.yaml")},
 	}
+	for _, mode := range []string{"label", "repair", "off"} {
+		cases["repair-"+mode] = []string{"--set", "repairMode=" + mode}
+	}
+	cases["taint-off"] = []string{"--set", "taint.enabled=false"}
+	// OpenShift with in-place repair: the SCC allows exactly what that mode adds
+	cases["profile-openshift-repair"] = append([]string{"-f", filepath.Join(profileDir, "openshift.yaml"), "--set", "repairMode=repair"}, profileAPIs["openshift"]...)
 	for _, p := range profiles(t) {
 		cases["profile-"+p] = append([]string{"-f", filepath.Join(profileDir, p+".yaml")}, profileAPIs[p]...)
 	}

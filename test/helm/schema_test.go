@@ -17,7 +17,7 @@ func TestSchemaRefuses(t *testing.T) {
 	tl := findTools(t)
 	badFile := filepath.Join(t.TempDir(), "bad.yaml")
 	// YAML 1.1 reads a bare yes as true: a values file gets a boolean
-	if err := os.WriteFile(badFile, []byte("failurePolicy: block\nexcludeNamespaces: kube-system\n"), 0o644); err != nil {
+	if err := os.WriteFile(badFile, []byte("failurePolicy: block\nexcludeNamespaces: kube-system\nrepairMode: yes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -25,6 +25,9 @@ func TestSchemaRefuses(t *testing.T) {
 		want []string
 	}{
 		{[]string{"--set", "failurePolicy=block"}, []string{"at '/failurePolicy': value must be one of 'Block', 'Alert'"}},
+		{[]string{"--set", "repairMode=yes"}, []string{"at '/repairMode': value must be one of 'delete', 'label', 'repair', 'off'"}},
+		{[]string{"--set", "repairMode=true"}, []string{"at '/repairMode': got boolean, want string"}},
+		{[]string{"--set", "taint.enabled=yes"}, []string{"at '/taint/enabled': got string, want boolean"}},
 		{[]string{"--set", "failurepolicy=Block"}, []string{"at '': additional properties 'failurepolicy' not allowed"}},
 		{[]string{"--set", "excludeNamespaces=kube-system"}, []string{"at '/excludeNamespaces': got string, want array"}},
 		{[]string{"--set", "excludeNamespaces={Kube_System}"}, []string{"at '/excludeNamespaces/0': 'Kube_System' does not match pattern"}},
@@ -44,7 +47,8 @@ func TestSchemaRefuses(t *testing.T) {
 		{[]string{"--set", "podLabels.app\\.kubernetes\\.io/name=x"}, []string{"at '/podLabels/app.kubernetes.io~1name': false schema"}},
 		{[]string{"-f", badFile}, []string{
 			"at '/failurePolicy': value must be one of 'Block', 'Alert'",
-			"at '/excludeNamespaces': got string, want array"}},
+			"at '/excludeNamespaces': got string, want array",
+			"at '/repairMode': got boolean, want string"}},
 	} {
 		args := append([]string{"template", releaseName, chartDir, "--namespace", releaseNS}, c.args...)
 		out, errOut, err := run(tl.helm, args...)
