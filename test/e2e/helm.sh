@@ -135,17 +135,21 @@ else
 	bad "e2e-after-helm-uninstall Ready"
 fi
 
-step "helm template | kubectl apply --dry-run=server: default and every profile"
+step "helm template | kubectl apply --dry-run=server: default, every profile, every repair mode"
 # the (now empty) release namespace exists: helm left it
-for f in "" "$CHART"/profiles/*.yaml; do
-	name=${f:+$(basename "$f" .yaml)}
-	if out=$("$HELM" template mesh-cni "$CHART" -n "$HNS" ${f:+-f "$f"} 2>&1 | kubectl_ apply --dry-run=server -f - 2>&1); then
-		ok "the real API server accepts helm template (${name:-defaults}): $(grep -c 'created (server dry run)' <<<"$out") objects"
+dry_run() { # name helm-args...
+	local name=$1 out
+	shift
+	if out=$("$HELM" template mesh-cni "$CHART" -n "$HNS" "$@" 2>&1 | kubectl_ apply --dry-run=server -f - 2>&1); then
+		ok "the real API server accepts helm template ($name): $(grep -c 'created (server dry run)' <<<"$out") objects"
 	else
-		bad "the real API server accepts helm template (${name:-defaults}):"
+		bad "the real API server accepts helm template ($name):"
 		echo "$out" | grep -v 'server dry run' | head -10
 	fi
-done
+}
+dry_run defaults
+for f in "$CHART"/profiles/*.yaml; do dry_run "profile $(basename "$f" .yaml)" -f "$f"; done
+for m in label repair off; do dry_run "repairMode=$m" --set repairMode=$m; done
 
 kubectl_ delete namespace e2e-helm-excluded "$HNS" --wait=false >/dev/null 2>&1
 kubectl_ delete pod -n default e2e-after-helm-uninstall --wait=false >/dev/null 2>&1
