@@ -59,6 +59,11 @@ func TestGolden(t *testing.T) {
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			got := tl.template(t, cases[name]...)
+			// what helm renders must be objects (helm itself does not parse
+			// a template's output as YAML in helm template)
+			if objs, err := parseObjects(got); err != nil || len(objs) == 0 {
+				t.Fatalf("helm template %s: not a valid stream of objects (%d): %v", strings.Join(cases[name], " "), len(objs), err)
+			}
 			file := filepath.Join(dir, name+".yaml")
 			if *update {
 				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
