@@ -115,6 +115,9 @@ func TestLintStrict(t *testing.T) {
 	for _, p := range profiles(t) {
 		args = append(args, []string{"-f", filepath.Join(profileDir, p+".yaml")})
 	}
+	for _, m := range []string{"label", "repair", "off"} {
+		args = append(args, []string{"--set", "repairMode=" + m})
+	}
 	for _, a := range args {
 		out, errOut, err := run(tl.helm, append([]string{"lint", "--strict", chartDir, "--namespace", releaseNS}, a...)...)
 		if err != nil {
