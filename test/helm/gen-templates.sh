@@ -14,11 +14,13 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$ROOT/test/cluster/versions.sh"
 KUBECTL=${KUBECTL:-$K8S_BIN_DIR/kubectl}
 TPL=$ROOT/deploy/helm/mesh-cni/templates
+# MESH_CNI_DEPLOY_DIR: another deploy/ (a branch before it is merged)
+DEPLOY=${MESH_CNI_DEPLOY_DIR:-$ROOT/deploy}
 USER_NAME=system:serviceaccount:mesh-cni-system:mesh-cni
 
 # gen SRC DST CONDITION WHY
 gen() {
-	local src=$ROOT/deploy/$1 dst=$TPL/$2 cond=$3 why=$4 tmp
+	local src=$DEPLOY/$1 dst=$TPL/$2 cond=$3 why=$4 tmp
 	[[ -f $src ]] || { echo "gen-templates: $src missing, $dst left as it is" >&2; return 0; }
 	tmp=$(mktemp -d)
 	cp "$src" "$tmp/policy.yaml"
