@@ -151,6 +151,8 @@ dry_run defaults
 for f in "$CHART"/profiles/*.yaml; do dry_run "profile $(basename "$f" .yaml)" -f "$f"; done
 for m in label repair off; do dry_run "repairMode=$m" --set repairMode=$m; done
 
-kubectl_ delete namespace e2e-helm-excluded "$HNS" --wait=false >/dev/null 2>&1
+# leave no release namespace behind: a later install (kubectl apply -k) must
+# not meet it Terminating
 kubectl_ delete pod -n default e2e-after-helm-uninstall --wait=false >/dev/null 2>&1
+kubectl_ delete namespace e2e-helm-excluded "$HNS" --wait=true --timeout=90s >/dev/null 2>&1
 true
