@@ -100,7 +100,8 @@ func TestNoDrift(t *testing.T) {
 
 // TestDriftCheckFails proves the comparison catches what it exists for: a
 // copy of deploy/ that gains a ConfigMap key, a DaemonSet field and a whole
-// object must differ from the chart at its defaults, each difference named.
+// object, and changes a value, must differ from the chart at its defaults,
+// each difference named.
 func TestDriftCheckFails(t *testing.T) {
 	tl := findTools(t)
 	dir := t.TempDir()
@@ -119,6 +120,7 @@ func TestDriftCheckFails(t *testing.T) {
 		}
 	}
 	edit("configmap.yaml", "\ndata:\n", "\ndata:\n  NEW_SETTING: \"x\"\n")
+	edit("configmap.yaml", `FAILURE_POLICY: "Block"`, `FAILURE_POLICY: "Alert"`)
 	edit("daemonset.yaml", "      terminationGracePeriodSeconds: 30\n", "      terminationGracePeriodSeconds: 30\n      hostPID: true\n")
 	if err := os.WriteFile(filepath.Join(dir, "extra.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mesh-cni-extra\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -136,6 +138,7 @@ func TestDriftCheckFails(t *testing.T) {
 	got := strings.Join(compareRenders(k, h, releaseNS), "\n")
 	for _, want := range []string{
 		"v1 ConfigMap mesh-cni-system/mesh-cni-config: .data.NEW_SETTING: kustomize x, helm (absent)",
+		"v1 ConfigMap mesh-cni-system/mesh-cni-config: .data.FAILURE_POLICY: kustomize Alert, helm Block",
 		"apps/v1 DaemonSet mesh-cni-system/mesh-cni-node: .spec.template.spec.hostPID: kustomize true, helm (absent)",
 		"v1 ConfigMap mesh-cni-system/mesh-cni-extra: in deploy/ but not rendered by the chart",
 	} {
