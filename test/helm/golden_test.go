@@ -25,7 +25,7 @@ func goldenCases(t *testing.T) map[string][]string {
 		"servicemonitor": {"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.interval=30s",
 			"--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"},
 		"servicemonitor-no-crd": {"--set", "metrics.serviceMonitor.enabled=true"},
-		"custom": {"-f", filepath.Join("testdata", "custom-values.yaml")},
+		"custom":                {"-f", filepath.Join("testdata", "custom-values.yaml")},
 	}
 	for _, mode := range []string{"label", "repair", "off"} {
 		cases["repair-"+mode] = []string{"--set", "repairMode=" + mode}
