@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -78,10 +79,13 @@ func TestDeployManifests(t *testing.T) {
 		t.Error("objects are not all in mesh-cni-system")
 	}
 	// The DaemonSet, exactly: pods list/watch (agent cache), events
-	// create/patch (agent Events). Nothing more: no pods get.
-	if got := grants(role.Rules); got != "|pods|list,watch| |events|create,patch|" {
-		t.Errorf("ClusterRole %s is not exactly list/watch pods and create/patch events: %s", role.Name, got)
+	// create/patch (agent Events), nodes get/patch (the readiness taint,
+	// scoped by vap-node-taint.yaml). Nothing more: no pods get, no
+	// nodes/status.
+	if got := grants(role.Rules); got != "|pods|list,watch| |events|create,patch| |nodes|get,patch|" {
+		t.Errorf("ClusterRole %s is not exactly list/watch pods, create/patch events, get/patch nodes: %s", role.Name, got)
 	}
+	checkNodePolicy(t, "system:serviceaccount:"+ns.Name+":"+sa.Name)
 	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != ns.Name {
 		t.Errorf("ClusterRoleBinding does not bind %s to %s: %+v", sa.Name, role.Name, binding)
 	}
@@ -213,7 +217,8 @@ func TestDeployManifests(t *testing.T) {
 	}
 }
 
-// TestDockerfile: multi-stage, static, and the paths the DaemonSet expects.
+// TestDockerfile: multi-stage, static binaries, the iptables tools for the
+// in-place repair, and the paths the DaemonSet expects.
 func TestDockerfile(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(deployDir, "Dockerfile"))
 	if err != nil {
@@ -224,13 +229,15 @@ func TestDockerfile(t *testing.T) {
 		"FROM golang:", " AS build", "CGO_ENABLED=0", "./cmd/install-cni", "./cmd/mesh-cni",
 		"FROM gcr.io/distroless/static", "/usr/local/bin/install-cni", "/opt/mesh-cni/mesh-cni",
 		`ENTRYPOINT ["/usr/local/bin/install-cni"]`,
+		"FROM debian:bookworm-slim AS iptables", "apt-get install -y --no-install-recommends iptables iproute2",
+		"COPY --from=iptables /out/ /",
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
-	if strings.Count(df, "\nFROM ") != 2 {
-		t.Error("Dockerfile is not a two-stage build")
+	if strings.Count(df, "\nFROM ") != 3 {
+		t.Error("Dockerfile is not a three-stage build (Go, iptables, final)")
 	}
 }
 
@@ -320,5 +327,38 @@ func checkPluginIdentity(t *testing.T, ns, dsSA string) {
 	}
 	if !found {
 		t.Errorf("the DaemonSet does not set PLUGIN_SERVICE_ACCOUNT=%s", sa.Name)
+	}
+}
+
+// checkNodePolicy: the policy that scopes the agent's node patch is
+// shipped, enforced (Fail, Deny), bound, and matches the DaemonSet's
+// identity. What it allows and refuses is proven on a real API server
+// (test/nodeagent.TestTaintPolicy).
+func checkNodePolicy(t *testing.T, user string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(deployDir, "vap-node-taint.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(b), "\n---\n")
+	if len(docs) != 2 {
+		t.Fatalf("vap-node-taint.yaml: %d documents, want the policy and its binding", len(docs))
+	}
+	var vap admissionv1.ValidatingAdmissionPolicy
+	var bind admissionv1.ValidatingAdmissionPolicyBinding
+	if err := yaml.UnmarshalStrict([]byte(docs[0]), &vap); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), &bind); err != nil {
+		t.Fatal(err)
+	}
+	if vap.Spec.FailurePolicy == nil || *vap.Spec.FailurePolicy != admissionv1.Fail {
+		t.Error("node policy: failurePolicy must be Fail")
+	}
+	if bind.Spec.PolicyName != vap.Name || len(bind.Spec.ValidationActions) != 1 || bind.Spec.ValidationActions[0] != admissionv1.Deny {
+		t.Errorf("node policy binding: %+v", bind.Spec)
+	}
+	if len(vap.Spec.MatchConditions) != 1 || !strings.Contains(vap.Spec.MatchConditions[0].Expression, "'"+user+"'") {
+		t.Errorf("node policy does not match the DaemonSet's identity %s: %+v", user, vap.Spec.MatchConditions)
 	}
 }

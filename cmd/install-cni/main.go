@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,8 +24,10 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/meshcni/mesh-cni/pkg/agent"
+	"github.com/meshcni/mesh-cni/pkg/inplace"
 	"github.com/meshcni/mesh-cni/pkg/installer"
 	"github.com/meshcni/mesh-cni/pkg/plugintoken"
+	"github.com/meshcni/mesh-cni/pkg/readiness"
 )
 
 func main() {
@@ -92,14 +96,38 @@ func run(ctx context.Context, cfg installer.Config, acfg agent.Config) error {
 		go func() { tokens.Run(bgCtx); done <- nil }()
 		bg = append(bg, done)
 	}
+	// The readiness taint: told by the installer (OnState) and the agent
+	// (OnReady); it reads the agent's readiness once a is set (before its
+	// Run starts).
+	var a *agent.Agent
+	var lifter *readiness.Lifter
+	if acfg.ReadinessTaint {
+		agentReady := func() error {
+			if a == nil {
+				return nil // no agent: the plug-in reads pods itself
+			}
+			return a.Ready()
+		}
+		if lifter, err = newLifter(cfg, acfg, rc, reg, agentReady); err != nil {
+			return err
+		}
+		cfg.OnState, acfg.OnReady = lifter.OnState, lifter.Wake
+	}
 	if acfg.Socket != "" {
-		a, err := agent.New(acfg, rc)
-		if err != nil {
+		if a, err = agent.New(acfg, rc); err != nil {
 			return err
 		}
 		cfg.ReadyCheck = a.Ready
+		if err := enableRepair(&cfg, a, rc); err != nil {
+			return err
+		}
 		done := make(chan error, 1)
 		go func() { done <- a.Run(bgCtx) }()
+		bg = append(bg, done)
+	}
+	if lifter != nil {
+		done := make(chan error, 1)
+		go func() { lifter.Run(bgCtx); done <- nil }()
 		bg = append(bg, done)
 	}
 	err = installer.Run(ctx, cfg)
@@ -123,4 +151,58 @@ func newPluginToken(cfg installer.Config, acfg agent.Config, rc *rest.Config, re
 		Logger: cfg.Logger, Registry: reg}
 	pcfg.BoundNode = acfg.NodeName
 	return plugintoken.New(pcfg, core.ServiceAccounts(ns))
+}
+
+// newLifter builds the readiness part: its node's Node object (get, and a
+// patch that can only remove the taint), Events, and STATUS of the plug-in
+// the installer put in the CNI bin dir, run with the host's iptables tools
+// on its PATH (--status-path).
+func newLifter(cfg installer.Config, acfg agent.Config, rc *rest.Config, reg *prometheus.Registry, agentReady func() error) (*readiness.Lifter, error) {
+	core, err := typedcorev1.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("readiness API client: %w", err)
+	}
+	return readiness.New(readiness.Config{
+		NodeName: acfg.NodeName,
+		Nodes:    core.Nodes(),
+		Events:   core,
+		Prober: &readiness.ExecProber{
+			Binary: filepath.Join(cfg.BinDir, installer.PluginType), CNIPath: cfg.BinDir,
+			HostKubeconfigDir: cfg.HostKubeconfigDir, KubeconfigDir: cfg.KubeconfigDir, Path: acfg.StatusPath,
+		},
+		Agent:    agentReady,
+		Logger:   cfg.Logger,
+		Registry: reg,
+	})
+}
+
+// enableRepair wires the repair controller (docs/repair.md): the
+// installer's state goes to it through OnState, which only stores it and
+// notifies the controller when it changed (OnState must not block).
+func enableRepair(cfg *installer.Config, a *agent.Agent, rc *rest.Config) error {
+	core, err := typedcorev1.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("repair API client: %w", err)
+	}
+	var state atomic.Pointer[installer.State]
+	state.Store(&installer.State{})
+	// inplace.New is only called on in repair mode (REPAIR_MODE=repair,
+	// deploy/components/repair-inplace gives it hostPID and the capabilities).
+	ctl, err := a.EnableRepair(core, inplace.New(), func() (string, bool) {
+		s := state.Load()
+		return s.ConflistPath, s.Installed
+	})
+	if err != nil {
+		return err
+	}
+	prev := cfg.OnState
+	cfg.OnState = func(s installer.State) {
+		if prev != nil {
+			prev(s)
+		}
+		if old := state.Swap(&s); old.Installed != s.Installed || old.ConflistPath != s.ConflistPath {
+			ctl.Notify()
+		}
+	}
+	return nil
 }

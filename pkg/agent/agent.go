@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshcni/mesh-cni/pkg/agentapi"
 	"github.com/meshcni/mesh-cni/pkg/podcache"
+	"github.com/meshcni/mesh-cni/pkg/repair"
 )
 
 // UserAgent is what the agent's requests carry, so the API server's audit
@@ -33,6 +34,8 @@ type Agent struct {
 	srv    *server
 	rep    *reporter
 	events *eventPoster
+	reg    prometheus.Registerer
+	repair *repair.Controller // nil until EnableRepair
 
 	reports   chan *agentapi.Report
 	listening atomic.Bool
@@ -85,7 +88,7 @@ func NewFromParts(cfg Config, lw cache.ListerWatcher, events typedcorev1.EventsG
 	if cfg.Registry == nil {
 		reg = prometheus.NewRegistry()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("part", "agent"), m: newMetrics(reg),
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("part", "agent"), m: newMetrics(reg), reg: reg,
 		reports: make(chan *agentapi.Report, 1024)}
 	var err error
 	a.cache, err = podcache.New(lw, podcache.Hooks{
@@ -151,6 +154,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	served := make(chan struct{})
 	go func() { defer close(served); a.srv.serve(ctx, a.ln) }()
 	go a.watchSync(ctx)
+	if a.repair != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.repair.Run(ctx) }()
+	}
 	a.log.Info("agent listening", "socket", a.cfg.Socket, "node", a.cfg.NodeName, "podWait", a.cfg.PodWait.String())
 	<-ctx.Done()
 	a.listening.Store(false)
@@ -169,4 +176,7 @@ func (a *Agent) watchSync(ctx context.Context) {
 	}
 	a.m.cacheSynced.Set(1)
 	a.log.Info("pod cache synced", "node", a.cfg.NodeName)
+	if a.cfg.OnReady != nil {
+		a.cfg.OnReady()
+	}
 }

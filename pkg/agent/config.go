@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/meshcni/mesh-cni/pkg/repair"
 )
 
 // Config is the agent's validated configuration.
@@ -36,11 +38,23 @@ type Config struct {
 	// plug-in's kubeconfig (pkg/plugintoken); "" = copy the mounted token.
 	PluginServiceAccount string
 	PluginTokenExpiry    time.Duration // the lifetime asked for each token
+	// ReadinessTaint removes mesh-cni.io/not-ready from this node once it
+	// is ready for meshed pods (pkg/readiness, docs/taint.md).
+	ReadinessTaint bool
+	// StatusPath is the PATH of that check's plug-in STATUS: the host's
+	// iptables tools as mounted in the container.
+	StatusPath string
+	// RepairMode is what the repair controller does to an unmeshed pod
+	// (docs/repair.md).
+	RepairMode repair.Mode
 
 	// Set by embedders and tests.
 	Out      io.Writer // the decision log (stdout)
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+	// OnReady, when set, is called once when the agent turns ready (pod
+	// cache synced); it must not block.
+	OnReady func()
 }
 
 // flagSpec is one agent flag and its environment variable.
@@ -105,6 +119,23 @@ var flags = []flagSpec{
 		}
 		c.PluginTokenExpiry = d
 		return nil
+	}},
+	{"readiness-taint", "READINESS_TAINT", "true", "agent: remove the taint mesh-cni.io/not-ready from this node once it is ready for meshed pods (never adds it; docs/taint.md)", func(c *Config, v string) (err error) {
+		c.ReadinessTaint, err = strconv.ParseBool(v)
+		return err
+	}},
+	{"status-path", "STATUS_PATH", "/host/usr/sbin", "agent: PATH of the plug-in STATUS run before the taint is removed: the host's iptables tools, mounted read-only (colon-separated absolute dirs)", func(c *Config, v string) error {
+		for _, d := range filepath.SplitList(v) {
+			if !filepath.IsAbs(d) {
+				return fmt.Errorf("%q is not an absolute path", d)
+			}
+		}
+		c.StatusPath = v
+		return nil
+	}},
+	{"repair-mode", "REPAIR_MODE", string(repair.DefaultMode), "agent: what to do with a pod of this node that runs without the mesh redirect: delete (its controller recreates it redirected), label (mesh-cni.io/unmeshed=true), repair (program the redirect in place; needs the repair-inplace component), off (flag only); every mode posts an Unmeshed Warning Event (docs/repair.md)", func(c *Config, v string) (err error) {
+		c.RepairMode, err = repair.ParseMode(v)
+		return err
 	}},
 }
 

@@ -53,9 +53,27 @@ type Config struct {
 	// uses (its own service account's, pkg/plugintoken) instead of a copy
 	// of the mounted service account token.
 	PluginToken TokenSource
+	// OnState, when set, is told the installation's state after every
+	// reconcile pass and when cleanup starts (pkg/readiness lifts the
+	// node's readiness taint from it). It runs on the reconcile loop: it
+	// must return at once (hand the state over, never block).
+	OnState func(State)
 
 	// hooks are set by this package's tests only (see raceHooks).
 	hooks *raceHooks
+}
+
+// State is what the installer tells OnState.
+type State struct {
+	// Installed: our entry is the last plug-in of the conflist the runtime
+	// uses, and the binary and the kubeconfig (with a valid token) are in
+	// place; what /readyz reports of the installation.
+	Installed bool
+	// ConflistPath is that conflist as this process sees it (NetDir
+	// joined with its name); "" while there is none.
+	ConflistPath string
+	// Reason says why not Installed ("" when Installed).
+	Reason string
 }
 
 // TokenSource supplies the plug-in's token. The installer writes what Token

@@ -63,6 +63,7 @@ type Installer struct {
 	drifts      []time.Time
 	lastWarn    time.Time
 	tokenWait   string // the plug-in token problem last logged ("" = none)
+	conflist    string // the primary conflist holding our entry, last seen ("" = none)
 
 	ready     atomic.Bool
 	notReady  atomic.Value // string: why not ready
@@ -371,6 +372,9 @@ func (in *Installer) setReady(ok bool, why string) {
 	} else {
 		in.m.ready.Set(0)
 		in.notReady.Store(why)
+	}
+	if in.cfg.OnState != nil {
+		in.cfg.OnState(State{Installed: ok, ConflistPath: in.conflist, Reason: why})
 	}
 }
 

@@ -133,6 +133,10 @@ func (in *Installer) checkPassive() bool {
 	if err == nil {
 		primary, _ = SelectPrimary(files, in.cfg.ConfName)
 	}
+	in.conflist = ""
+	if primary != "" && isConfList(primary) {
+		in.conflist = filepath.Join(in.cfg.NetDir, primary)
+	}
 	if primary == "" || !isConfList(primary) {
 		problems = append(problems, "no conflist primary")
 	} else if n, _, err := countEntries(fileData(files, primary)); err != nil || n != 1 {
@@ -270,6 +274,10 @@ func (in *Installer) ensureConflistOnce(trigger string) (ok, settle bool, err er
 	plan, err := PlanInstall(files, in.cfg.ConfName, in.entry, in.conversions)
 	if err != nil {
 		return false, false, fmt.Errorf("primary %s: %w", plan.Primary, err)
+	}
+	in.conflist = ""
+	if plan.Target != "" {
+		in.conflist = filepath.Join(in.cfg.NetDir, plan.Target)
 	}
 	for _, s := range plan.Skipped {
 		if (plan.Primary == "" || s.Name < plan.Primary) && time.Since(mtimes[s.Name]) < settleWindow {

@@ -19,6 +19,7 @@ import (
 	"github.com/meshcni/mesh-cni/pkg/nat"
 	"github.com/meshcni/mesh-cni/pkg/pod"
 	"github.com/meshcni/mesh-cni/pkg/podcheck"
+	"github.com/meshcni/mesh-cni/pkg/podplan"
 	"github.com/meshcni/mesh-cni/pkg/redirect"
 )
 
@@ -145,32 +146,18 @@ func (p *Plugin) redirectPod(inv *invocation, args *skel.CmdArgs) error {
 	}
 	start := time.Now()
 	tables := p.NewTables(args.Netns, pl.backend)
-	// Hold the netns lock across every family and the rollback (it nests,
-	// so Apply and Cleanup take it again): a failed ADD's rollback must not
-	// remove the rules a concurrent ADD of the same netns just programmed.
-	if l, ok := tables.(redirect.Locker); ok {
-		unlock, err := l.Lock()
-		if err != nil {
-			return cniErr(CodeProgramming, "programming redirect for pod %s: %v", inv.pod, err)
+	// One hold of the netns lock across every family and the rollback: a
+	// failed ADD's rollback must not remove the rules a concurrent ADD of
+	// the same netns just programmed.
+	err = redirect.ApplyAll(tables, pl.rulesets, func(fam redirect.Family, cerr error) {
+		inv.log.Error("rollback failed", "family", fam.String(), "error", cerr)
+	})
+	if err != nil {
+		hint := ""
+		if errors.Is(err, exec.ErrNotFound) {
+			hint = " (the node lacks the iptables tools: install the iptables package)"
 		}
-		defer unlock()
-	}
-	var applied []redirect.Family
-	for _, rs := range pl.rulesets {
-		if err := redirect.Apply(tables, rs); err != nil {
-			// Never leave one family redirected and the other not.
-			for _, fam := range applied {
-				if cerr := redirect.Cleanup(tables, fam); cerr != nil {
-					inv.log.Error("rollback failed", "family", fam.String(), "error", cerr)
-				}
-			}
-			hint := ""
-			if errors.Is(err, exec.ErrNotFound) {
-				hint = " (the node lacks the iptables tools: install the iptables package)"
-			}
-			return cniErr(CodeProgramming, "programming redirect for pod %s%s: %v", inv.pod, hint, err)
-		}
-		applied = append(applied, rs.Family)
+		return cniErr(CodeProgramming, "programming redirect for pod %s%s: %v", inv.pod, hint, err)
 	}
 	if n, ok := tables.(*nat.Netns); ok && n.IsolationErr != nil {
 		inv.log.Warn("iptables ran without files-only NSS isolation", "error", n.IsolationErr)
@@ -213,7 +200,8 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 		}
 		return nil, cniErr(code, "%v (failurePolicy %s)", err, inv.cfg.FailurePolicy)
 	}
-	verdict := podcheck.Check(pd, inv.cfg.Pods)
+	made, err := podplan.Make(pd, inv.cfg, fams)
+	verdict := made.Verdict
 	if !verdict.Redirect {
 		inv.log.Info("pod not redirected", "reason", verdict.Reason)
 		inv.out.decide(agentapi.DecisionNotRedirected, verdict.Reason)
@@ -221,7 +209,6 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 	}
 	inv.log.Info("pod qualifies", "reason", verdict.Reason, "proxyUID", verdict.Proxy.UID, "proxyGID", verdict.Proxy.GID)
 	inv.out.decide(agentapi.DecisionRedirected, verdict.Reason) // unless programming fails
-	settings, err := inv.cfg.Node.Resolve(pd.Metadata.Annotations, verdict.Proxy)
 	if err != nil {
 		return nil, cniErr(CodeBadAnnotation, "pod %s: %v; nothing was programmed", inv.pod, err)
 	}
@@ -229,11 +216,7 @@ func (p *Plugin) plan(inv *invocation, fams []redirect.Family) (*plan, error) {
 	if err != nil {
 		return nil, cniErr(CodeProgramming, "iptablesBackend: %v", err)
 	}
-	pl := &plan{backend: backend}
-	for _, fam := range fams {
-		pl.rulesets = append(pl.rulesets, redirect.Build(settings, fam))
-	}
-	return pl, nil
+	return &plan{backend: backend, rulesets: made.Rulesets}, nil
 }
 
 func (p *Plugin) lookup(inv *invocation) (*pod.Pod, error) {

@@ -26,10 +26,12 @@ type Entry struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta // Name, Namespace, UID, ResourceVersion only
 	Pod               pod.Pod
+	Status            Status // what the repair controller reads
 }
 
 // DeepCopyObject satisfies runtime.Object. Entries are never modified
-// after the transform builds them, so a shallow copy is a copy.
+// after the transform builds them (nor their slices), so a shallow copy is
+// a copy.
 func (e *Entry) DeepCopyObject() runtime.Object { c := *e; return &c }
 
 // Reduce cuts an API pod down to an Entry. It goes through the pod's JSON
@@ -41,7 +43,7 @@ func Reduce(p *corev1.Pod) (*Entry, error) {
 	}
 	e := &Entry{ObjectMeta: metav1.ObjectMeta{
 		Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
-	}}
+	}, Status: statusOf(p)}
 	if err := json.Unmarshal(raw, &e.Pod); err != nil {
 		return nil, fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
 	}

@@ -103,3 +103,63 @@ func TestNotSyncedBeforeRun(t *testing.T) {
 		t.Fatal("synced without a list")
 	}
 }
+
+// The repair controller's fields are kept beside pkg/pod's.
+func TestReduceKeepsStatus(t *testing.T) {
+	p := apiPod("p", "u1", nil)
+	now := metav1.Now()
+	p.DeletionTimestamp = &now
+	p.OwnerReferences = []metav1.OwnerReference{{Kind: "Job", Name: "j"}}
+	p.Spec.RestartPolicy = corev1.RestartPolicyNever
+	p.Spec.HostNetwork = true
+	ready := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.1.0.1", PodIPs: []corev1.PodIP{{IP: "10.1.0.1"}, {IP: "fd00::1"}},
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse},
+			{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionTrue, LastTransitionTime: ready}}}
+	e, err := Reduce(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.Status
+	if s.Phase != corev1.PodRunning || len(s.PodIPs) != 2 || s.PodIPs[1] != "fd00::1" || !s.HostNetwork || !s.Deleting ||
+		len(s.OwnerKinds) != 1 || s.OwnerKinds[0] != "Job" || s.RestartPolicy != corev1.RestartPolicyNever || !s.NetworkReadyAt.Equal(ready.Time) {
+		t.Fatalf("%+v", s)
+	}
+}
+
+// Subscribe sees adds, updates and deletes as the watch delivers them.
+func TestSubscribe(t *testing.T) {
+	src := fcache.NewFakeControllerSource()
+	src.Add(apiPod("a", "u1", nil))
+	c, err := New(src, Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := make(chan Event, 10)
+	if err := c.Subscribe(func(e Event) { evs <- e }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	want := func(typ EventType, name string) {
+		t.Helper()
+		select {
+		case e := <-evs:
+			if e.Type != typ || e.Entry.Name != name {
+				t.Fatalf("got %s %s, want %s %s", e.Type, e.Entry.Name, typ, name)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s %s", typ, name)
+		}
+	}
+	want(Added, "a")
+	p := apiPod("a", "u1", map[string]string{"x": "y"})
+	src.Modify(p)
+	want(Updated, "a")
+	src.Delete(p)
+	want(Deleted, "a")
+	if len(c.List()) != 0 {
+		t.Fatal("List after delete")
+	}
+}

@@ -348,3 +348,30 @@ func readBoth(t Tables, fam Family) (nat, mangle Table, err error) {
 	}
 	return nat, mangle, nil
 }
+
+// ApplyAll programs every ruleset (one per family) under one hold of the
+// netns lock, so a failure's rollback cannot remove what a concurrent
+// writer of the same netns just programmed. On failure every family
+// already applied is removed again (never one family redirected and the
+// other not); onRollbackErr hears of a removal that failed. The error is
+// the failing Apply's (or the lock's), unwrapped, for the caller to word.
+func ApplyAll(t Tables, rss []Ruleset, onRollbackErr func(Family, error)) error {
+	unlock, err := lock(t)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var applied []Family
+	for _, rs := range rss {
+		if err := Apply(t, rs); err != nil {
+			for _, fam := range applied {
+				if cerr := Cleanup(t, fam); cerr != nil && onRollbackErr != nil {
+					onRollbackErr(fam, cerr)
+				}
+			}
+			return err
+		}
+		applied = append(applied, rs.Family)
+	}
+	return nil
+}

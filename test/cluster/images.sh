@@ -51,6 +51,29 @@ img_standin() {
 		--user 1337:1337 "$OUT/standin:/usr/local/bin/standin"
 }
 
+# host_iptables adds to args what deploy/Dockerfile's iptables stage puts in
+# /out, taken from this (Debian 12) host: xtables-{legacy,nft}-multi and the
+# names mesh-cni runs them by, ip, every shared library they and the xtables
+# modules load (with the loader), the modules, a files-only nsswitch.conf.
+host_iptables() {
+	local mods f lib t b v
+	mods=$(echo /usr/lib/*-linux-gnu/xtables)
+	[[ -x /usr/sbin/xtables-nft-multi && -x /usr/sbin/xtables-legacy-multi && -d $mods ]] ||
+		die "the host lacks iptables (legacy and nft): make deps"
+	args+=(/usr/sbin/xtables-legacy-multi:/usr/sbin/xtables-legacy-multi
+		/usr/sbin/xtables-nft-multi:/usr/sbin/xtables-nft-multi "$(readlink -f "$(command -v ip)"):/usr/sbin/ip")
+	for t in iptables ip6tables; do for b in legacy nft; do for v in save restore; do
+		args+=(--symlink "/usr/sbin/$t-$b-$v:xtables-$b-multi")
+	done; done; done
+	while read -r lib; do args+=("$lib:$lib"); done < <(
+		for f in /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi "$(command -v ip)" "$mods"/*.so; do
+			ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
+		done | sort -u)
+	for f in "$mods"/*.so; do args+=("$f:$f"); done
+	printf 'passwd: files\ngroup: files\n' >"$OUT/nsswitch.conf"
+	args+=("$OUT/nsswitch.conf:/etc/nsswitch.conf")
+}
+
 # The install-cni image, assembled by hand from deploy/Dockerfile: the final
 # stage's COPY lines are mapped onto the binaries `make build` put in bin/ (by
 # file name), and its ENTRYPOINT/CMD/USER/ENV/WORKDIR are carried over.
@@ -77,6 +100,10 @@ img_install_cni() {
 				log "note: deploy/Dockerfile's base '$rest' is replaced by an empty image"
 			;;
 		COPY | ADD)
+			if [[ $rest == *--from=iptables* ]]; then
+				host_iptables
+				continue
+			fi
 			# drop flags (--from=..., --chmod=...)
 			rest=$(sed -E 's/(--[a-z]+=[^ ]+[[:space:]]+)*//' <<<"$rest")
 			read -r -a parts <<<"$rest"

@@ -4,7 +4,7 @@
 #
 #   oci-pack.sh --name localhost/mesh-cni/pause:e2e --out pause.tar \
 #       [--entrypoint '["/pause"]'] [--cmd '["x"]'] [--user 1337:1337] \
-#       [--env K=V]... [--workdir /] SRC:DEST [SRC:DEST...]
+#       [--env K=V]... [--workdir /] [--symlink LINK:TARGET]... SRC:DEST [SRC:DEST...]
 #
 # The layer is an uncompressed, reproducible tar (sorted, uid/gid 0, mtime 0).
 # index.json carries the `io.containerd.image.name` annotation with the full
@@ -14,6 +14,7 @@ set -euo pipefail
 name='' out='' entrypoint=null cmd=null user='' workdir=/
 envs=()
 files=()
+links=()
 while (($#)); do
 	case $1 in
 	--name) name=$2; shift 2 ;;
@@ -23,6 +24,7 @@ while (($#)); do
 	--user) user=$2; shift 2 ;;
 	--env) envs+=("$2"); shift 2 ;;
 	--workdir) workdir=$2; shift 2 ;;
+	--symlink) links+=("$2"); shift 2 ;;
 	-*) echo "oci-pack: unknown flag $1" >&2; exit 2 ;;
 	*) files+=("$1"); shift ;;
 	esac
@@ -39,6 +41,11 @@ for f in "${files[@]}"; do
 	src=${f%%:*} dest=${f#*:}
 	[[ -f $src ]] || { echo "oci-pack: $src not found" >&2; exit 1; }
 	install -D -m 0755 "$src" "$root/${dest#/}"
+done
+for l in ${links[@]+"${links[@]}"}; do
+	link=${l%%:*} target=${l#*:}
+	mkdir -p "$root/$(dirname "${link#/}")"
+	ln -sfn "$target" "$root/${link#/}"
 done
 # directories most programs expect
 mkdir -p "$root/tmp" "$root/etc"
@@ -58,7 +65,7 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=posix \
 	-C "$root" -cf "$tmp/layer.tar" .
 layer=$(blob "$tmp/layer.tar")
 
-env_json=$(printf '%s\n' "PATH=/usr/local/bin:/usr/bin:/bin" "${envs[@]}" | jq -R . | jq -s .)
+env_json=$(printf '%s\n' "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "${envs[@]}" | jq -R . | jq -s .)
 jq -n --argjson ep "$entrypoint" --argjson cmd "$cmd" --arg user "$user" --arg wd "$workdir" \
 	--argjson env "$env_json" --arg diff "sha256:$layer" '{
 	architecture: "amd64", os: "linux", created: "1970-01-01T00:00:00Z",

@@ -237,6 +237,9 @@ else
 	bad "e2e-after-drift Ready"
 fi
 
+# shellcheck source=taint.sh
+. "$E2E_DIR/taint.sh"
+
 # shellcheck source=operator.sh
 . "$E2E_DIR/operator.sh"
 
@@ -254,10 +257,17 @@ else
 	bad "e2e-after-uninstall Ready"
 fi
 
+# shellcheck source=repair_inplace.sh
+. "$E2E_DIR/repair_inplace.sh"
+
+# the Helm install path (needs Bookinfo and mesh-cni uninstalled; leaves it so)
 # shellcheck source=helm.sh
 . "$E2E_DIR/helm.sh"
 
 kubectl_ delete -k "$WORK/bookinfo" --wait=false >/dev/null 2>&1
 kubectl_ delete pod -n default e2e-no-sidecar e2e-inject-false e2e-after-drift e2e-after-uninstall --wait=false >/dev/null 2>&1
 kubectl_ delete pod -n kube-system e2e-excluded-ns --wait=false >/dev/null 2>&1
+
+# shellcheck source=repair.sh
+. "$E2E_DIR/repair.sh"
 true

@@ -108,6 +108,7 @@ func app(args []string) error {
 	fs := flag.NewFlagSet("app", flag.ExitOnError)
 	listen := fs.String("listen", ":9080", "address to listen on")
 	udp := fs.String("udp", "", "UDP address to answer on")
+	termCode := fs.Int("term-exit-code", 0, "exit code after SIGTERM (a batch job killed mid-work fails; test/e2e/repair.sh's Job)")
 	_ = fs.Parse(args)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -125,7 +126,11 @@ func app(args []string) error {
 		go answer(pc, func(net.Addr) string { return fmt.Sprintf("app %s udp local=%s\n", host, pc.LocalAddr()) })
 	}
 	fmt.Printf("standin app listening on %s\n", *listen)
-	return waitSignal(closers)
+	err = waitSignal(closers)
+	if *termCode != 0 {
+		os.Exit(*termCode)
+	}
+	return err
 }
 
 // answer replies to every datagram with one line.
