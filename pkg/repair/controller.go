@@ -109,6 +109,7 @@ type Controller struct {
 	mu          sync.Mutex
 	pods        map[string]*podState // by namespace/name
 	deleted     map[string]time.Time // namespace/Kind/Name of a controller -> when we last deleted its pod
+	verified    map[string]string    // namespace/name -> UID|sandbox whose netns was looked into (checkKernel)
 	activeSince time.Time            // when installed and synced first held
 	plugCfg     *config.Config
 	plugCfgPath string
@@ -130,13 +131,14 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{
-		cfg:     cfg,
-		log:     cfg.Logger.With("part", "repair", "mode", string(cfg.Mode)),
-		m:       newMetrics(cfg.Registry),
-		pods:    map[string]*podState{},
-		deleted: map[string]time.Time{},
-		queue:   workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "mesh-cni-repair"}),
-		backoff: workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.BackoffBase, cfg.BackoffMax),
+		cfg:      cfg,
+		log:      cfg.Logger.With("part", "repair", "mode", string(cfg.Mode)),
+		m:        newMetrics(cfg.Registry),
+		pods:     map[string]*podState{},
+		deleted:  map[string]time.Time{},
+		verified: map[string]string{},
+		queue:    workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "mesh-cni-repair"}),
+		backoff:  workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.BackoffBase, cfg.BackoffMax),
 	}
 	c.recs = newRecordSet(c.log, c.onRecordsChanged)
 	if err := cfg.Cache.Subscribe(c.onPod); err != nil {

@@ -80,6 +80,9 @@ func (c *Controller) reconcile(ctx context.Context, key string, cfg *config.Conf
 	e, ok := c.cfg.Cache.Peek(ns, name)
 	if !ok {
 		c.clear(key)
+		c.mu.Lock()
+		delete(c.verified, key)
+		c.mu.Unlock()
 		return
 	}
 	v := unmeshed.Decide(e, cfg, c.recs.snapshot(cfg.SandboxDir))
@@ -88,6 +91,7 @@ func (c *Controller) reconcile(ctx context.Context, key string, cfg *config.Conf
 		// fresh read before flagging anything.
 		v = unmeshed.Decide(e, cfg, c.recs.fresh(cfg.SandboxDir))
 	}
+	v = c.checkKernel(ctx, key, e, cfg, v)
 	if !v.Unmeshed {
 		c.clear(key)
 		return

@@ -26,6 +26,10 @@ type Verdict struct {
 	// Sandbox names the pod's current sandbox (UID, when it got its network,
 	// its IPs): the controller acts at most once per Sandbox.
 	Sandbox string
+	// Recorded is set when the pod counts as meshed on the word of an ADD
+	// record alone: where the agent can read the netns (repair mode), the
+	// controller checks the kernel agrees.
+	Recorded bool
 }
 
 func meshed(format string, a ...any) Verdict { return Verdict{Reason: fmt.Sprintf(format, a...)} }
@@ -65,7 +69,9 @@ func Decide(e *podcache.Entry, cfg *config.Config, records []sandbox.Entry) Verd
 		return Verdict{Unmeshed: true, Sandbox: sb,
 			Reason: fmt.Sprintf("qualifies for the mesh now but the plug-in's ADD decided %s: %s", rec.Decision, rec.Reason)}
 	}
-	return meshed("redirected by the plug-in's ADD (sandbox %s)", shortID(rec.ContainerID))
+	v := meshed("redirected by the plug-in's ADD (sandbox %s)", shortID(rec.ContainerID))
+	v.Recorded, v.Sandbox = true, sb
+	return v
 }
 
 // newest is the newest readable record of this pod: its UID, or, for a

@@ -22,6 +22,17 @@ if ((ip_ready)); then
 	out=$(kubectl_ exec -n default e2e-inplace -c app -- standin dial "$PEER_IP:9080" 2>&1)
 	check "unmeshed: e2e-inplace's outbound reaches the peer directly ($out)" grep -q "^app " <<<"$out"
 
+	# A pod the plug-in redirected (its ADD record says so) whose rules were
+	# flushed since: in this mode the agent reads the netns and repairs it.
+	FL_POD=$(pod_of default app=details)
+	FL_PID=$(pod_pid default "$FL_POD")
+	for s in iptables-nft iptables-legacy; do
+		nsenter -t "$FL_PID" -n "$s" -t nat -F 2>/dev/null
+		nsenter -t "$FL_PID" -n "$s" -t nat -X 2>/dev/null
+	done
+	if has_istio_chains "$FL_PID"; then bad "$FL_POD's rules flushed (its ADD record still says redirected)"
+	else ok "$FL_POD's rules flushed (its ADD record still says redirected)"; fi
+
 	step "in-place repair: install deploy/ with components/repair-inplace"
 	mkdir -p "$WORK/repair-inplace"
 	rel=$(realpath --relative-to="$WORK/repair-inplace" "$DEPLOY")
@@ -56,6 +67,11 @@ if ((ip_ready)); then
 		bad "the running pod's netns got the redirect within 60 s of the DaemonSet being ready"
 		kubectl_ logs -n "$ds_ns" "ds/$ds_name" --tail=30 2>&1
 	fi
+
+	check "$FL_POD, redirected by ADD but flushed since, is repaired in place (ISTIO chains back)" \
+		wait_for "$FL_POD's netns holds ISTIO rules" 30 has_istio_chains "$FL_PID"
+	check "Warning Unmeshed on $FL_POD says its netns lacks the redirect" wait_for "Unmeshed event on $FL_POD" 30 bash -c \
+		"$K8S_BIN_DIR/kubectl --kubeconfig $KUBECONFIG_ADMIN get events -n default --field-selector involvedObject.name=$FL_POD,reason=Unmeshed -o jsonpath='{.items[*].message}' | grep -q 'netns lacks the redirect'"
 
 	# what ADD programs for the same pod, now that the plug-in is in the chain
 	test_pod default e2e-inplace-twin yes
