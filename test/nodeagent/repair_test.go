@@ -9,20 +9,13 @@ import (
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshcni/mesh-cni/pkg/repair"
-	"github.com/meshcni/mesh-cni/test/apitest"
-	"github.com/meshcni/mesh-cni/test/cnitest"
 )
 
 // The repair controller's least privilege (deploy/clusterrole-repair.yaml
@@ -30,98 +23,17 @@ import (
 // (the real install-cni) on the real API server, with tokens the API server
 // minted for the DaemonSet's service account bound to a Node.
 
-func rpClient(t *testing.T, token string) kubernetes.Interface {
+// applyRepairPolicy creates deploy/'s repair RBAC and policy as shipped,
+// removed after the test, and waits until the API server enforces the
+// policy (probe is refused by it).
+func applyRepairPolicy(t *testing.T, probe func() error) {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: api.URL, BearerToken: token,
-		TLSClientConfig: rest.TLSClientConfig{Insecure: true}, Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
-func rpAdmin(t *testing.T) kubernetes.Interface { return rpClient(t, api.Users[apitest.AdminUser].Token) }
-
-// rpApplyDeploy creates deploy/'s repair RBAC and policy objects as shipped
-// (read from the files, never retyped), removes them after the test, and
-// waits until the API server enforces the policy.
-func rpApplyDeploy(t *testing.T, probe func() error) {
-	t.Helper()
-	ctx := context.Background()
-	adm := rpAdmin(t)
-	for _, f := range []string{"clusterrole-repair.yaml", "vap-repair.yaml"} {
-		raw, err := os.ReadFile(filepath.Join(cnitest.RepoRoot(), "deploy", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, doc := range strings.Split(string(raw), "\n---\n") {
-			var meta metav1.TypeMeta
-			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-				t.Fatal(err)
-			}
-			switch meta.Kind {
-			case "ClusterRole":
-				var o rbacv1.ClusterRole
-				rpStrict(t, doc, &o)
-				_, err = adm.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
-				t.Cleanup(func() { _ = adm.RbacV1().ClusterRoles().Delete(ctx, o.Name, metav1.DeleteOptions{}) })
-			case "ClusterRoleBinding":
-				var o rbacv1.ClusterRoleBinding
-				rpStrict(t, doc, &o)
-				_, err = adm.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
-				t.Cleanup(func() { _ = adm.RbacV1().ClusterRoleBindings().Delete(ctx, o.Name, metav1.DeleteOptions{}) })
-			case "ValidatingAdmissionPolicy":
-				var o admissionv1.ValidatingAdmissionPolicy
-				rpStrict(t, doc, &o)
-				_, err = adm.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, &o, metav1.CreateOptions{})
-				t.Cleanup(func() {
-					_ = adm.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, o.Name, metav1.DeleteOptions{})
-				})
-			case "ValidatingAdmissionPolicyBinding":
-				var o admissionv1.ValidatingAdmissionPolicyBinding
-				rpStrict(t, doc, &o)
-				_, err = adm.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, &o, metav1.CreateOptions{})
-				t.Cleanup(func() {
-					_ = adm.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, o.Name, metav1.DeleteOptions{})
-				})
-			default:
-				t.Fatalf("%s: unexpected kind %q", f, meta.Kind)
-			}
-			if err != nil {
-				t.Fatalf("%s %s: %v", f, meta.Kind, err)
-			}
-		}
-	}
+	t.Cleanup(createDeployObjects(t, "clusterrole-repair.yaml", "vap-repair.yaml"))
 	eventually(t, 30*time.Second, "the repair policy enforced", func() (bool, string) {
 		err := probe()
 		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "mesh-cni repair"), fmt.Sprint(err)
 	})
 }
-
-func rpStrict(t *testing.T, doc string, into any) {
-	t.Helper()
-	if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// rpNodeToken is a token of the DaemonSet's service account bound to node
-// (the API server adds the node to its user info).
-func rpNodeToken(t *testing.T, node string) string {
-	t.Helper()
-	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(600)),
-		BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: node}}}
-	out, err := rpAdmin(t).CoreV1().ServiceAccounts(dsNamespace).CreateToken(context.Background(), "mesh-cni", tr, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, extra, err := whoAmI(t, out.Status.Token); err != nil || len(extra["authentication.kubernetes.io/node-name"]) != 1 {
-		t.Fatalf("token not bound to %s: %v %v", node, extra, err)
-	}
-	return out.Status.Token
-}
-
-func ptr[T any](v T) *T { return &v }
 
 // rpPod creates a running sidecar pod on node (status as a kubelet would
 // set it: Running, an IP, the sandbox's network ready) and force-deletes it
@@ -129,7 +41,7 @@ func ptr[T any](v T) *T { return &v }
 func rpPod(t *testing.T, name, node string) *corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
-	adm := rpAdmin(t)
+	adm := adminClient(t)
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Labels: map[string]string{"app": name},
 			Annotations: map[string]string{"note": "x"}},
@@ -151,7 +63,7 @@ func rpRun(t *testing.T, p *corev1.Pod, ip string) *corev1.Pod {
 	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionTrue,
 			LastTransitionTime: metav1.Now()}}}
-	out, err := rpAdmin(t).CoreV1().Pods("default").UpdateStatus(context.Background(), p, metav1.UpdateOptions{})
+	out, err := adminClient(t).CoreV1().Pods("default").UpdateStatus(context.Background(), p, metav1.UpdateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +79,7 @@ func rpLabelPatch(key, val string) []byte {
 func rpGrantPatch(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	adm := rpAdmin(t)
+	adm := adminClient(t)
 	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "mesh-cni-repair-label-test"},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"patch"}}}}
 	bind := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
@@ -201,12 +113,12 @@ func TestRepairPolicy(t *testing.T) {
 	const own, other = "repair-node-own", "repair-node-other"
 	createNode(t, own)
 	createNode(t, other)
-	tok := rpNodeToken(t, own)
-	agent := rpClient(t, tok).CoreV1().Pods("default")
-	adm := rpAdmin(t).CoreV1().Pods("default")
+	tok := nodeToken(t, own, "")
+	agent := tokenClient(t, tok).CoreV1().Pods("default")
+	adm := adminClient(t).CoreV1().Pods("default")
 	elsewhere := rpPod(t, "rp-elsewhere", other)
 	dry := metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}
-	rpApplyDeploy(t, func() error { return agent.Delete(ctx, elsewhere.Name, dry) })
+	applyRepairPolicy(t, func() error { return agent.Delete(ctx, elsewhere.Name, dry) })
 
 	t.Run("delete on another node refused", func(t *testing.T) {
 		wantForbidden(t, "delete", agent.Delete(ctx, elsewhere.Name, metav1.DeleteOptions{}), "not on node "+own)
@@ -216,7 +128,7 @@ func TestRepairPolicy(t *testing.T) {
 	})
 	t.Run("a token bound to no node refused", func(t *testing.T) {
 		mine := rpPod(t, "rp-static", own)
-		static := rpClient(t, api.Users[dsUser].Token).CoreV1().Pods("default")
+		static := tokenClient(t, api.Users[dsUser].Token).CoreV1().Pods("default")
 		wantForbidden(t, "delete with a static token", static.Delete(ctx, mine.Name, dry), "bound to no node")
 	})
 	t.Run("base (delete mode): no patch", func(t *testing.T) {
@@ -302,11 +214,11 @@ func TestRepairController(t *testing.T) {
 	const node, other = "repair-ctl-node", "repair-ctl-other"
 	createNode(t, node)
 	createNode(t, other)
-	tok := rpNodeToken(t, node)
-	adm := rpAdmin(t).CoreV1().Pods("default")
+	tok := nodeToken(t, node, "")
+	adm := adminClient(t).CoreV1().Pods("default")
 	elsewhere := rpRun(t, rpPod(t, "rc-elsewhere", other), "10.9.0.9")
-	rpApplyDeploy(t, func() error {
-		return rpClient(t, tok).CoreV1().Pods("default").Delete(ctx, elsewhere.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+	applyRepairPolicy(t, func() error {
+		return tokenClient(t, tok).CoreV1().Pods("default").Delete(ctx, elsewhere.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
 	})
 
 	dir := t.TempDir()
@@ -385,14 +297,4 @@ func TestRepairController(t *testing.T) {
 	if !strings.Contains(b.stderr.String()+b.stdout.String(), "sinceActiveMs") {
 		t.Fatal("no handled log line")
 	}
-}
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

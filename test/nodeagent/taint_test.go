@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,13 +19,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshcni/mesh-cni/pkg/readiness"
-	"github.com/meshcni/mesh-cni/test/apitest"
-	"github.com/meshcni/mesh-cni/test/cnitest"
 )
 
 // The readiness taint's least privilege (deploy/vap-node-taint.yaml with
@@ -42,20 +36,6 @@ var (
 	otherTaint = corev1.Taint{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}
 )
 
-func tokenClient(t *testing.T, token string) kubernetes.Interface {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: api.URL, BearerToken: token,
-		TLSClientConfig: rest.TLSClientConfig{Insecure: true}, Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
-func adminClient(t *testing.T) kubernetes.Interface {
-	return tokenClient(t, api.Users[apitest.AdminUser].Token)
-}
-
 var policyOnce sync.Once
 
 // applyTaintPolicy creates deploy/vap-node-taint.yaml's objects as shipped
@@ -65,29 +45,8 @@ func applyTaintPolicy(t *testing.T) {
 	t.Helper()
 	policyOnce.Do(func() {
 		ctx := context.Background()
-		raw, err := os.ReadFile(filepath.Join(cnitest.RepoRoot(), "deploy", "vap-node-taint.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, doc := range strings.Split(string(raw), "\n---\n") {
-			var meta metav1.TypeMeta
-			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-				t.Fatal(err)
-			}
-			switch meta.Kind {
-			case "ValidatingAdmissionPolicy":
-				var p admissionv1.ValidatingAdmissionPolicy
-				mustOK(t, yaml.UnmarshalStrict([]byte(doc), &p))
-				_, err = adminClient(t).AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, &p, metav1.CreateOptions{})
-			case "ValidatingAdmissionPolicyBinding":
-				var b admissionv1.ValidatingAdmissionPolicyBinding
-				mustOK(t, yaml.UnmarshalStrict([]byte(doc), &b))
-				_, err = adminClient(t).AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, &b, metav1.CreateOptions{})
-			default:
-				t.Fatalf("vap-node-taint.yaml: unexpected kind %q", meta.Kind)
-			}
-			mustOK(t, err)
-		}
+		// kept for the whole run: every taint test needs it (sync.Once)
+		_ = createDeployObjects(t, "vap-node-taint.yaml")
 		// Enforced once the static DaemonSet identity (no node in its
 		// user info) is refused a label change of a scratch node.
 		createNode(t, "taint-probe")
@@ -127,18 +86,6 @@ func baselineNode(t *testing.T, name string, taints ...corev1.Taint) *corev1.Nod
 	return n
 }
 
-// nodeToken mints a token of the DaemonSet's service account bound to the
-// Node object (the API server puts the node's name in the user info).
-func nodeToken(t *testing.T, n *corev1.Node) string {
-	t.Helper()
-	tr, err := adminClient(t).CoreV1().ServiceAccounts(dsNamespace).CreateToken(context.Background(), "mesh-cni",
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(600)),
-			BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: n.Name, UID: n.UID}}},
-		metav1.CreateOptions{})
-	mustOK(t, err)
-	return tr.Status.Token
-}
-
 // podToken mints the kind of token the DaemonSet pod has (the kubelet's
 // projected token): bound to a pod of that service account on node.
 func podToken(t *testing.T, node string) string {
@@ -150,23 +97,14 @@ func podToken(t *testing.T, node string) string {
 			Containers: []corev1.Container{{Name: "install-cni", Image: "mesh-cni/install-cni:dev"}}}}, metav1.CreateOptions{})
 	mustOK(t, err)
 	t.Cleanup(func() {
-		_ = pods.Delete(context.Background(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptrTo(int64(0))})
+		_ = pods.Delete(context.Background(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))})
 	})
 	tr, err := adminClient(t).CoreV1().ServiceAccounts(dsNamespace).CreateToken(ctx, "mesh-cni",
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(600)),
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(600)),
 			BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}}},
 		metav1.CreateOptions{})
 	mustOK(t, err)
 	return tr.Status.Token
-}
-
-func ptrTo[T any](v T) *T { return &v }
-
-func mustOK(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func taintJSON(v any) string {
@@ -182,7 +120,7 @@ func TestTaintPolicy(t *testing.T) {
 	const own, other = "taint-a", "taint-b"
 	ownNode := baselineNode(t, own, otherTaint, ourTaint)
 	baselineNode(t, other, otherTaint, ourTaint)
-	tok := nodeToken(t, ownNode)
+	tok := nodeToken(t, ownNode.Name, ownNode.UID)
 	if user, extra, err := whoAmI(t, tok); err != nil || user != dsUser || fmt.Sprint(extra["authentication.kubernetes.io/node-name"]) != "["+own+"]" {
 		t.Fatalf("minted token: %s %v %v", user, extra, err)
 	}
@@ -373,7 +311,7 @@ clusters: [{name: c, cluster: {server: %q, insecure-skip-tls-verify: true}}]
 users: [{name: u, user: {token: %q}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
-`, api.URL, nodeToken(t, n))), 0o600))
+`, api.URL, nodeToken(t, n.Name, n.UID))), 0o600))
 	socket := filepath.Join(dir, "run", "agent.sock")
 
 	noTools := t.TempDir()
@@ -382,7 +320,7 @@ current-context: c
 		return strings.Contains(a.stderr.String(), "plug-in STATUS failed: no iptables-restore"), ""
 	})
 	if m := a.metrics(t); !strings.Contains(m, "mesh_cni_agent_node_ready 0") {
-		t.Errorf("node_ready while STATUS fails:\n%s", metricLines(m, "mesh_cni_agent_"))
+		t.Errorf("node_ready while STATUS fails:\n%s", grepLines(m, "mesh_cni_agent_"))
 	}
 	checkUnchanged(t, n)
 	a.stop(t, syscall.SIGTERM)
@@ -404,20 +342,10 @@ current-context: c
 	m := a.metrics(t)
 	for _, want := range []string{"mesh_cni_agent_readiness_taint_removed_total 1", "mesh_cni_agent_node_ready 1"} {
 		if !strings.Contains(m, want) {
-			t.Errorf("/metrics lacks %q:\n%s", want, metricLines(m, "mesh_cni_agent_"))
+			t.Errorf("/metrics lacks %q:\n%s", want, grepLines(m, "mesh_cni_agent_"))
 		}
 	}
 	if !strings.Contains(a.stderr.String(), "readiness taint removed") {
 		t.Error("no log line for the lift")
 	}
-}
-
-func metricLines(s, prefix string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.HasPrefix(l, prefix) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
