@@ -10,7 +10,7 @@ BIN     := bin
 # nft), the CNI reference plug-ins in /usr/lib/cni, ip and nsenter.
 DEB_PACKAGES := iptables containernetworking-plugins iproute2 util-linux
 
-.PHONY: all build deps api-deps test test-unit demo demo-netns bench fuzz clean k8s-binaries cluster-up cluster-down e2e
+.PHONY: all build deps api-deps test test-unit demo demo-netns bench fuzz clean k8s-binaries cluster-up cluster-down e2e helm helm-lint helm-test
 
 all: build
 
@@ -43,14 +43,33 @@ api-deps: deps
 		rc=$$?; [ $$made = 1 ] && rm -f $$prc; exit $$rc; }
 	@test/cluster/build-k8s.sh >/dev/null
 
-# Unit, golden, real-netns, real-traffic, real-chain and real-API-server tests.
-test: deps api-deps
+# Unit, golden, real-netns, real-traffic, real-chain and real-API-server tests,
+# and the Helm chart's (test/helm: lint, golden renders, schema, no drift).
+test: deps api-deps helm-lint
 	$(GO) vet ./...
-	MESH_CNI_REQUIRE_API=1 $(GO) test -count=1 -timeout 14m ./...
+	MESH_CNI_REQUIRE_API=1 MESH_CNI_REQUIRE_HELM=1 $(GO) test -count=1 -timeout 14m ./...
 	@left=$$(ip netns list | grep -E '^(mcni|mcbench|mcdemo)-' || true); [ -z "$$left" ] || { echo "tests left network namespaces behind: $$left"; exit 1; }
 
 test-unit:
 	$(GO) test -count=1 ./pkg/...
+
+# helm from the Go module proxy, cached beside the Kubernetes build
+# (/var/cache/mesh-cni/helm-<version>; ~3 min the first time, then free).
+HELM_BIN = $(shell . test/cluster/versions.sh && echo $$HELM_BIN_DIR/helm)
+helm:
+	@test/helm/build-helm.sh >/dev/null
+
+# The chart (deploy/helm/mesh-cni): helm lint --strict at its defaults and
+# with each platform profile.
+helm-lint: helm
+	@for f in "" deploy/helm/mesh-cni/profiles/*.yaml; do \
+		$(HELM_BIN) lint --strict deploy/helm/mesh-cni -n mesh-cni-system $${f:+-f $$f} >/dev/null || { echo "helm lint --strict $$f failed:"; $(HELM_BIN) lint --strict deploy/helm/mesh-cni -n mesh-cni-system $${f:+-f $$f}; exit 1; }; \
+	done; echo "helm lint --strict: chart OK (defaults and $$(ls deploy/helm/mesh-cni/profiles | wc -l) profiles)"
+
+# The chart's tests alone: lint, golden renders (-update: go test ./test/helm
+# -run TestGolden -update), schema refusals, no drift from deploy/.
+helm-test: helm k8s-binaries
+	MESH_CNI_REQUIRE_HELM=1 $(GO) test -count=1 ./test/helm/
 
 # The seed's "Verify the iptables rules" on a real one-node cluster: cluster up
 # (Kubernetes builds once, ~12-20 min, then cached), deploy/, Bookinfo, the nat

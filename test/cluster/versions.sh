@@ -15,3 +15,7 @@ K8S_BIN_DIR=${K8S_BIN_DIR:-$MESH_CNI_CACHE/k8s-$K8S_VERSION/bin}
 # The Kubernetes build uses its own Go build cache (~4 GB), so a `go clean -cache`
 # elsewhere does not cost a 12-minute rebuild, and the product's cache stays small.
 K8S_GOCACHE=${K8S_GOCACHE:-$MESH_CNI_CACHE/gocache}
+
+# Helm (deploy/helm/mesh-cni; test/helm/build-helm.sh), cached beside Kubernetes.
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
+HELM_BIN_DIR=${HELM_BIN_DIR:-$MESH_CNI_CACHE/helm-$HELM_VERSION/bin}

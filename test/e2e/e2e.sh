@@ -53,6 +53,8 @@ finish() {
 }
 
 e2e_preflight
+# helm for the chart's install path (helm.sh): cached, ~3 min the first time
+"$REPO_ROOT/test/helm/build-helm.sh" >/dev/null || die "building helm (test/helm/build-helm.sh)"
 
 step "cluster up"
 "$CLUSTER_DIR/up.sh" >&2 || die "cluster-up failed"
@@ -257,6 +259,10 @@ fi
 
 # shellcheck source=repair_inplace.sh
 . "$E2E_DIR/repair_inplace.sh"
+
+# the Helm install path (needs Bookinfo and mesh-cni uninstalled; leaves it so)
+# shellcheck source=helm.sh
+. "$E2E_DIR/helm.sh"
 
 kubectl_ delete -k "$WORK/bookinfo" --wait=false >/dev/null 2>&1
 kubectl_ delete pod -n default e2e-no-sidecar e2e-inject-false e2e-after-drift e2e-after-uninstall --wait=false >/dev/null 2>&1
